@@ -1,0 +1,62 @@
+"""The ``gpubox`` command line.
+
+Subcommands live in their own modules and are imported only when used, so ``gpubox --help``
+stays fast and a missing optional piece never breaks the others. Each module provides
+``configure(parser)`` (add its arguments) and ``run(args) -> int`` (exit status).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help). The single list of subcommands.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "spec": ("gpubox.commands.spec_cmd", "validate inventory hosts and print their node spec"),
+    "sim": ("gpubox.sim.cli", "boot, reboot, list and stop simulated GPU nodes"),
+    "probe": ("gpubox.commands.probe_cmd", "take an NVML snapshot of this node"),
+    "clocks": ("gpubox.commands.clocks_cmd", "lock, reset or show GPU clocks through NVML"),
+    "parse": ("gpubox.parsers.cli", "parse a benchmark tool's output into JSON"),
+}
+
+
+class CliError(Exception):
+    """An error to show the user as one line, without a traceback (exit status 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from gpubox import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="gpubox",
+        description="Provision multi-GPU nodes and prove, after every boot, that they work as built.",
+    )
+    parser.add_argument("--version", action="version", version=f"gpubox {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_module, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0] not in COMMANDS:
+        parser.parse_args(argv or ["--help"])  # prints help or an error and exits
+        return 2
+    name, rest = argv[0], argv[1:]
+    module_name, help_text = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    sub = argparse.ArgumentParser(prog=f"gpubox {name}", description=help_text)
+    module.configure(sub)
+    args = sub.parse_args(rest)
+    try:
+        return int(module.run(args) or 0)
+    except CliError as exc:
+        print(f"gpubox {name}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
