@@ -1,4 +1,4 @@
-"""gpubox: provision home-built multi-GPU nodes and prove, after every boot, that they work as built.
+"""gpubox: provision home-built multi-GPU nodes; prove after every boot that they work as built.
 
 One node spec (:mod:`gpubox.spec`) drives both the deploy (``deploy.py``, ``tasks/``) and the
 acceptance checks (``checks/``).

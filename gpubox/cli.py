@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="gpubox",
-        description="Provision multi-GPU nodes and prove, after every boot, that they work as built.",
+        description="Provision multi-GPU nodes; prove after every boot that they work as built.",
     )
     parser.add_argument("--version", action="version", version=f"gpubox {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -1,0 +1,755 @@
+"""The node spec: one typed, validated description of a node; it drives the deploy and the checks.
+
+A pyinfra inventory carries each host's expectations as plain data; :meth:`NodeSpec.from_data`
+turns that mapping into immutable dataclasses or raises :class:`SpecError`, whose message names
+the host, the field path, the bad value and what was expected::
+
+    >>> spec = NodeSpec.from_data({"gpus": [{"bus_id": "04:00.0"}]}, host="box")
+    >>> spec.gpus[0].bus_id, spec.gpu_count, spec.software.driver_version
+    ('0000:04:00.0', 1, '550.163.01')
+    >>> NodeSpec.from_data({"gpus": [{"bus_id": "4:0.0"}], "clokcs": {}}, host="box")
+    ... SpecError: host 'box': clokcs: unknown key 'clokcs'; ... (did you mean 'clocks'?)
+
+Every field, its default and its meaning are declared once, here, in the dataclasses below
+(``doc`` metadata); ``gpubox spec --reference`` renders them as the README's inventory reference.
+Keys that belong to pyinfra's connectors (``ssh_*``, ``_sudo``, ...) are ignored; any other
+unknown key is an error with the closest valid key suggested.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pyinfra.api.exceptions import PyinfraError
+
+from gpubox import busid
+
+SPEC_VERSION = 1
+
+# pyinfra's own host data (connectors, global operation arguments): not ours to validate.
+PYINFRA_KEY_PREFIXES = (
+    "_",
+    "ssh_",
+    "winrm_",
+    "docker_",
+    "dockerssh_",
+    "podman_",
+    "chroot_",
+    "local_",
+    "vagrant_",
+    "terraform_",
+)
+
+P2P_CODES = ("OK", "CNS", "GNS", "TNS", "DR", "NS", "U")
+OS_RELEASES = ("debian-13", "debian-12", "ubuntu-22.04", "ubuntu-24.04")
+# Which OS releases each install source serves (NVIDIA's CUDA repo has no Debian 13 build of 570).
+SOURCE_OS = {
+    "debian": ("debian-13",),
+    "cuda-repo": ("ubuntu-22.04", "ubuntu-24.04", "debian-12"),
+}
+
+
+class SpecError(ValueError, PyinfraError):
+    """Bad spec data: names the host, the field path, the value found and what was expected.
+
+    A :class:`PyinfraError` too, so pyinfra's CLI shows it as one line, not as a traceback.
+    """
+
+    def __init__(self, host: str, path: str, value: Any, expected: str, hint: str = ""):
+        path = path or "<spec>"
+        self.host, self.path, self.value, self.expected = host, path, value, expected
+        message = f"host {host!r}: {path}: expected {expected}; got {_show(value)}"
+        if hint:
+            message += f" ({hint})"
+        super().__init__(message)
+
+
+class _Unknown(SpecError):
+    def __init__(self, host: str, path: str, key: str, valid: list[str]):
+        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else ""
+        self.host, self.path, self.value = host, path, key
+        self.expected = f"one of {', '.join(valid)}"
+        message = f"host {host!r}: {path}: unknown key {key!r}; expected one of {', '.join(valid)}"
+        ValueError.__init__(self, message + (f" ({hint})" if hint else ""))
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _doc(text: str, check: Any = None, convert: Any = None) -> dict:
+    """Field metadata: ``doc`` (reference), ``check(v) -> problem or None``, ``convert``."""
+    return {"doc": text, "check": check, "convert": convert}
+
+
+def _range(lo: float, hi: float | None = None):
+    def check(value):
+        if value is None:
+            return None
+        if value < lo or (hi is not None and value > hi):
+            return f"a number in {lo}..{hi}" if hi is not None else f"a number >= {lo}"
+        return None
+
+    return check
+
+
+def _positive(value):
+    return None if value is None or value > 0 else "a positive number"
+
+
+def _version(value):
+    return None if re.fullmatch(r"[0-9][0-9A-Za-z.+~:-]*", value) else "a version like 550.163.01"
+
+
+def _sha256(value):
+    return None if re.fullmatch(r"[0-9a-f]{64}", value) else "a sha256 of 64 lower-case hex digits"
+
+
+def _compute_capability(value):
+    return None if re.fullmatch(r"\d+\.\d+", value) else "a compute capability like 8.0"
+
+
+def _bus_id(value, path, host):
+    try:
+        return busid.normalise(value)
+    except ValueError:
+        raise SpecError(host, path, value, busid.EXPECTED) from None
+
+
+def parse_size(value) -> int | None:
+    """Bytes from an int or nccl-tests' size syntax (``32M``, ``1G``; K/M/G are powers of 1024)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+)\s*([KMG]?)B?\s*", value, re.IGNORECASE)
+        if match and int(match[1]) > 0:
+            return int(match[1]) * 1024 ** " KMG".index((match[2] or " ").upper())
+    return None
+
+
+def _size(value, path, host):
+    size = parse_size(value)
+    if size is None:
+        raise SpecError(host, path, value, "a message size in bytes or like 32M / 1G")
+    return size
+
+
+def gpu_id(index: int) -> str:
+    """The name checks and floors use for a GPU: ``gpu0`` is NVML index 0 (PCI order)."""
+    return f"gpu{index}"
+
+
+def pair_id(a: int, b: int) -> str:
+    return f"gpu{min(a, b)}-gpu{max(a, b)}"
+
+
+_GPU_KEY = re.compile(r"gpu(\d+)")
+_PAIR_KEY = re.compile(r"gpu(\d+)-gpu(\d+)")
+
+
+# --------------------------------------------------------------------------------------------
+# The schema. Defaults target Debian 13 with its own non-free packages.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Download:
+    """A pinned upstream release: fetched from ``url``, refused unless its sha256 matches."""
+
+    version: str = field(metadata=_doc("release version (tag without the leading v)", _version))
+    sha256: str = field(metadata=_doc("sha256 of the downloaded archive", _sha256))
+    url: str = field(metadata=_doc("download URL; `{version}` is replaced by the version"))
+
+    @property
+    def resolved_url(self) -> str:
+        return self.url.replace("{version}", self.version)
+
+
+# nccl-tests v2.13.9: hash of GitHub's tag archive, as pinned by Spack's nccl-tests recipe.
+DEFAULT_NCCL_TESTS = Download(
+    version="2.13.9",
+    sha256="0" * 64,
+    url="https://github.com/NVIDIA/nccl-tests/archive/refs/tags/v{version}.tar.gz",
+)
+DEFAULT_CUDA_SAMPLES = Download(
+    version="12.8",
+    sha256="0" * 64,
+    url="https://github.com/NVIDIA/cuda-samples/archive/refs/tags/v{version}.tar.gz",
+)
+
+
+@dataclass(frozen=True)
+class Software:
+    """What the deploy installs, every version pinned."""
+
+    os: Literal["debian-13", "debian-12", "ubuntu-22.04", "ubuntu-24.04"] = field(
+        default="debian-13", metadata=_doc("the node's OS release")
+    )
+    source: Literal["debian", "cuda-repo"] = field(
+        default="debian",
+        metadata=_doc(
+            "`debian`: Debian 13's own non-free packages; `cuda-repo`: NVIDIA's CUDA apt "
+            "repository (Ubuntu 22.04/24.04, Debian 12)"
+        ),
+    )
+    driver_version: str = field(
+        default="550.163.01",
+        metadata=_doc(
+            "NVIDIA driver version, exact (what NVML reports); apt-pinned and held", _version
+        ),
+    )
+    cuda_version: str = field(
+        default="12.4.131",
+        metadata=_doc(
+            "CUDA toolkit version (`debian`: nvidia-cuda-toolkit's; `cuda-repo`: X.Y)", _version
+        ),
+    )
+    nccl_version: str = field(
+        default="2.22.3", metadata=_doc("NCCL (libnccl2, libnccl-dev) version", _version)
+    )
+    nccl_tests: Download = field(
+        default=DEFAULT_NCCL_TESTS, metadata=_doc("nccl-tests release built on the node")
+    )
+    cuda_samples: Download = field(
+        default=DEFAULT_CUDA_SAMPLES,
+        metadata=_doc(
+            "cuda-samples release for bandwidthTest/p2pBandwidthLatencyTest (`cuda-repo` only)"
+        ),
+    )
+    compute_capability: str = field(
+        default="8.0",
+        metadata=_doc("CUDA compute capability to build for (8.0: A100)", _compute_capability),
+    )
+    build_kernel_modules: bool = field(
+        default=True, metadata=_doc("build the kernel modules (installs headers, DKMS builds)")
+    )
+    mpi: bool = field(default=False, metadata=_doc("build nccl-tests with MPI (multi-node runs)"))
+    reboot: bool = field(
+        default=False,
+        metadata=_doc("reboot the node (and wait for it) when the driver install needs it"),
+    )
+    install_dir: str = field(
+        default="/opt/gpubox", metadata=_doc("where tools and gpubox's own venv are installed")
+    )
+    nvml_library: str | None = field(
+        default=None,
+        metadata=_doc(
+            "absolute path of libnvidia-ml.so.1 when it is not on the linker path "
+            "(NixOS: /run/opengl-driver/lib/libnvidia-ml.so.1; the simulated node)"
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Pcie:
+    min_gen: int | None = field(
+        default=None,
+        metadata=_doc(
+            "lowest acceptable current PCIe generation (null: not checked)", _range(1, 6)
+        ),
+    )
+    min_width: int | None = field(
+        default=None,
+        metadata=_doc(
+            "lowest acceptable current link width, lanes (null: not checked)", _range(1, 32)
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Gpu:
+    bus_id: str = field(metadata=_doc("PCI bus id (any spelling; normalised)", convert=_bus_id))
+    name: str | None = field(
+        default=None, metadata=_doc("name pattern for this GPU (default: `gpu_name`)")
+    )
+    pcie: Pcie | None = field(
+        default=None, metadata=_doc("per-GPU `pcie` floor (default: the node's `pcie`)")
+    )
+
+
+def _p2p_pairs(value, path, host):
+    if not isinstance(value, Mapping):
+        raise SpecError(host, path, value, "a mapping of GPU pairs like gpu0-gpu1 to {read, write}")
+    out: dict[str, P2PStatus] = {}
+    for key, status in value.items():
+        sub = _join(path, str(key))
+        match = _PAIR_KEY.fullmatch(str(key))
+        if not match or match[1] == match[2]:
+            raise SpecError(host, sub, key, "a pair of two different GPUs like gpu0-gpu1")
+        norm = pair_id(int(match[1]), int(match[2]))
+        if norm in out:
+            raise SpecError(host, sub, key, f"each pair once (already given as {norm})")
+        out[norm] = _convert(P2PStatus, status, sub, host)
+    return tuple(sorted(out.items()))
+
+
+@dataclass(frozen=True)
+class P2PStatus:
+    read: Literal["OK", "CNS", "GNS", "TNS", "DR", "NS", "U"] = field(
+        default="OK", metadata=_doc("expected NVML P2P READ status (nvidia-smi topo -p2p legend)")
+    )
+    write: Literal["OK", "CNS", "GNS", "TNS", "DR", "NS", "U"] = field(
+        default="OK", metadata=_doc("expected NVML P2P WRITE status")
+    )
+
+
+@dataclass(frozen=True)
+class P2P:
+    default: P2PStatus = field(
+        default=P2PStatus(), metadata=_doc("expected status for every pair not listed in `pairs`")
+    )
+    pairs: tuple[tuple[str, P2PStatus], ...] = field(
+        default=(),
+        metadata=_doc("per-pair overrides, keys `gpuI-gpuJ` (both directions)", convert=_p2p_pairs),
+    )
+
+    def expected(self, a: int, b: int) -> P2PStatus:
+        key = pair_id(a, b)
+        return next((status for name, status in self.pairs if name == key), self.default)
+
+
+@dataclass(frozen=True)
+class Clocks:
+    graphics_mhz: int | None = field(
+        default=None,
+        metadata=_doc(
+            "graphics (SM) clock lock, MHz, applied at every boot (null: no lock)", _range(1, 3000)
+        ),
+    )
+    memory_mhz: int | None = field(
+        default=None, metadata=_doc("memory clock lock, MHz (null: no lock)", _range(1, 3000))
+    )
+    tolerance_mhz: int = field(
+        default=15,
+        metadata=_doc("how far the read-back SM clock may be from the lock", _range(0, 500)),
+    )
+
+
+@dataclass(frozen=True)
+class PerGpu:
+    """A floor for every GPU (a number) or per GPU (``{gpu0: 11.0, default: 1.5}``)."""
+
+    default: float | None = None
+    by_gpu: tuple[tuple[int, float], ...] = ()
+
+    def get(self, index: int) -> float | None:
+        return dict(self.by_gpu).get(index, self.default)
+
+
+@dataclass(frozen=True)
+class PerPair:
+    """A floor for every GPU pair (a number) or per pair (``{gpu0-gpu1: 10.0, default: 3.0}``)."""
+
+    default: float | None = None
+    by_pair: tuple[tuple[str, float], ...] = ()
+
+    def get(self, a: int, b: int) -> float | None:
+        return dict(self.by_pair).get(pair_id(a, b), self.default)
+
+
+@dataclass(frozen=True)
+class AllReduceFloor:
+    gpus: tuple[int, ...] = field(metadata=_doc("GPU indices taking part, e.g. [0, 1]"))
+    size: int = field(metadata=_doc("message size (bytes, or like 32M)", convert=_size))
+    busbw_gbps: float = field(
+        metadata=_doc("minimum nccl-tests busbw at that size, GB/s", _positive)
+    )
+
+    @property
+    def id(self) -> str:
+        return "+".join(gpu_id(i) for i in self.gpus)
+
+
+@dataclass(frozen=True)
+class Floors:
+    h2d_gbps: PerGpu = field(
+        default=PerGpu(),
+        metadata=_doc("host-to-device GB/s (bandwidthTest, pinned); null: derived from the link"),
+    )
+    d2h_gbps: PerGpu = field(
+        default=PerGpu(), metadata=_doc("device-to-host GB/s; null: derived from the link")
+    )
+    p2p_gbps: PerPair = field(
+        default=PerPair(),
+        metadata=_doc("bidirectional P2P GB/s per pair (p2pBandwidthLatencyTest); null: derived"),
+    )
+    allreduce: tuple[AllReduceFloor, ...] = field(
+        default=(), metadata=_doc("nccl-tests all_reduce busbw floors, one per GPU set and size")
+    )
+    link_factor: float = field(
+        default=0.75,
+        metadata=_doc(
+            "derived floor = theoretical PCIe bandwidth of the link x this factor",
+            _range(0.05, 1.0),
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Limits:
+    gpu_temp_c: float = field(
+        default=85.0, metadata=_doc("GPU temperature ceiling, C", _range(20, 120))
+    )
+    hbm_temp_c: float = field(
+        default=85.0,
+        metadata=_doc("HBM temperature ceiling, C (HBM is the fragile part)", _range(20, 120)),
+    )
+    power_w: float | None = field(
+        default=None, metadata=_doc("per-card power ceiling, W (null: not checked)", _positive)
+    )
+    supply_w: float | None = field(
+        default=None, metadata=_doc("power supply rating for all cards together, W", _positive)
+    )
+    supply_headroom: float = field(
+        default=0.8,
+        metadata=_doc("share of `supply_w` the cards may draw together", _range(0.1, 1.0)),
+    )
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """Everything gpubox expects of one node. Build it with :meth:`from_data`."""
+
+    host: str
+    software: Software = field(default=Software(), metadata=_doc("what the deploy installs"))
+    gpu_count: int = field(
+        default=0,
+        metadata=_doc("number of GPUs NVML must show (default: length of `gpus`)", _range(1, 64)),
+    )
+    gpu_name: str = field(
+        default="*", metadata=_doc("name pattern (shell glob) every GPU's NVML name must match")
+    )
+    gpu_memory_mib: int | None = field(
+        default=None,
+        metadata=_doc("memory per GPU, MiB, as NVML reports (null: not checked)", _positive),
+    )
+    pcie: Pcie = field(default=Pcie(), metadata=_doc("PCIe link floor for every GPU"))
+    gpus: tuple[Gpu, ...] = field(
+        default=(), metadata=_doc("the GPUs in PCI bus order (= NVML index order, gpu0 first)")
+    )
+    p2p: P2P = field(default=P2P(), metadata=_doc("expected NVML P2P status per GPU pair"))
+    nvlink: Literal["unsupported", "active"] = field(
+        default="unsupported",
+        metadata=_doc("`unsupported`: NVML must report no NVLink; `active`: every link up"),
+    )
+    clocks: Clocks = field(default=Clocks(), metadata=_doc("clock locks applied at every boot"))
+    floors: Floors = field(default=Floors(), metadata=_doc("bandwidth floors"))
+    limits: Limits = field(default=Limits(), metadata=_doc("thermal and power ceilings"))
+
+    # ---- construction --------------------------------------------------------------------
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], host: str = "localhost") -> NodeSpec:
+        """Validate a pyinfra host's data into a spec, or raise :class:`SpecError`."""
+        if not isinstance(data, Mapping):
+            raise SpecError(host, "", data, "a mapping of spec fields")
+        ours = {k: v for k, v in data.items() if not str(k).startswith(PYINFRA_KEY_PREFIXES)}
+        ours.pop("host", None)
+        spec = _build(cls, ours, "", host, extra={"host": host})
+        return _cross_check(spec)
+
+    def to_data(self) -> dict[str, Any]:
+        """Plain JSON-able data that :meth:`from_data` reads back to an equal spec."""
+        data = _dump(self)
+        data.pop("host")
+        return data
+
+    # ---- what checks ask -----------------------------------------------------------------
+
+    def gpu_pcie(self, index: int) -> Pcie:
+        gpu = self.gpus[index] if index < len(self.gpus) else None
+        return gpu.pcie if gpu is not None and gpu.pcie is not None else self.pcie
+
+    def gpu_name_pattern(self, index: int) -> str:
+        gpu = self.gpus[index] if index < len(self.gpus) else None
+        return gpu.name if gpu is not None and gpu.name else self.gpu_name
+
+    def name_matches(self, index: int, name: str) -> bool:
+        return fnmatch.fnmatchcase(name, self.gpu_name_pattern(index))
+
+    def pairs(self) -> list[tuple[int, int]]:
+        """Every unordered GPU pair, (0, 1), (0, 2), ..."""
+        n = self.gpu_count
+        return [(a, b) for a in range(n) for b in range(a + 1, n)]
+
+
+# --------------------------------------------------------------------------------------------
+# Validation machinery: one generic walk over the dataclasses above.
+# --------------------------------------------------------------------------------------------
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def _build(cls, data, path: str, host: str, extra: dict | None = None):
+    if not isinstance(data, Mapping):
+        raise SpecError(host, path, data, f"a mapping with keys {', '.join(_field_names(cls))}")
+    hints = typing.get_type_hints(cls)
+    names = _field_names(cls)
+    for key in data:
+        if key not in names:
+            raise _Unknown(host, _join(path, str(key)), str(key), names)
+    values = dict(extra or {})
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            continue
+        sub = _join(path, f.name)
+        if f.name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise SpecError(host, sub, None, "a value (this field is required)")
+            continue
+        value = _convert(hints[f.name], data[f.name], sub, host, f)
+        check = f.metadata.get("check")
+        problem = check(value) if check and value is not None else None
+        if problem:
+            raise SpecError(host, sub, data[f.name], problem)
+        values[f.name] = value
+    return cls(**values)
+
+
+def _field_names(cls) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls) if f.name != "host"]
+
+
+def _convert(tp, value, path: str, host: str, f=None):
+    convert = f.metadata.get("convert") if f is not None else None
+    if convert is not None:
+        return convert(value, path, host)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(inner, value, path, host)
+    if origin is Literal:
+        if value not in args:
+            raise SpecError(host, path, value, f"one of {', '.join(map(str, args))}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise SpecError(host, path, value, "true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(host, path, value, "an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SpecError(host, path, value, "a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str) or not value:
+            raise SpecError(host, path, value, "a non-empty string")
+        return value
+    if tp is PerGpu:
+        return _per_key(PerGpu, value, path, host, _GPU_KEY, "gpuN")
+    if tp is PerPair:
+        return _per_key(PerPair, value, path, host, _PAIR_KEY, "gpuI-gpuJ")
+    if tp is P2PStatus and isinstance(value, str):
+        # Shorthand: "OK" means READ and WRITE both OK.
+        return _build(P2PStatus, {"read": value, "write": value}, path, host)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path, host)
+    if origin is tuple:
+        item_tp = args[0]
+        if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
+            raise SpecError(host, path, value, "a list")
+        return tuple(_convert(item_tp, v, _join(path, i), host) for i, v in enumerate(value))
+    raise TypeError(f"spec schema: unsupported type {tp!r} at {path}")  # a bug in this module
+
+
+def _per_key(cls, value, path, host, key_re, key_form):
+    def number(v, sub):
+        if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
+            raise SpecError(host, sub, v, "a positive number of GB/s")
+        return float(v)
+
+    if value is None:
+        return cls()
+    if not isinstance(value, Mapping):
+        return cls(default=number(value, path))
+    default, items = None, {}
+    for key, v in value.items():
+        sub = _join(path, str(key))
+        if key == "default":
+            default = number(v, sub)
+            continue
+        match = key_re.fullmatch(str(key))
+        if not match:
+            raise SpecError(host, sub, key, f"`default` or a key like {key_form}")
+        norm = str(key) if cls is PerGpu else pair_id(int(match[1]), int(match[2]))
+        items[int(match[1]) if cls is PerGpu else norm] = number(v, sub)
+    return cls(default, tuple(sorted(items.items())))
+
+
+def _cross_check(spec: NodeSpec) -> NodeSpec:
+    """Rules between fields. Fills gpu_count from the GPU list when it was left out."""
+    host = spec.host
+    sw = spec.software
+    if sw.os not in SOURCE_OS[sw.source]:
+        raise SpecError(
+            host,
+            "software.os",
+            sw.os,
+            f"one of {', '.join(SOURCE_OS[sw.source])} for source {sw.source!r}",
+        )
+    count = spec.gpu_count or len(spec.gpus)
+    if count == 0:
+        raise SpecError(
+            host, "gpus", [], "at least one GPU: list `gpus` (bus ids) or set `gpu_count`"
+        )
+    if spec.gpus and spec.gpu_count and spec.gpu_count != len(spec.gpus):
+        raise SpecError(
+            host, "gpu_count", spec.gpu_count, f"{len(spec.gpus)}, the number of entries in `gpus`"
+        )
+    seen: dict[str, int] = {}
+    for i, gpu in enumerate(spec.gpus):
+        if gpu.bus_id in seen:
+            raise SpecError(
+                host,
+                f"gpus[{i}].bus_id",
+                gpu.bus_id,
+                f"a bus id not already used by gpus[{seen[gpu.bus_id]}]",
+            )
+        seen[gpu.bus_id] = i
+    ordered = sorted(g.bus_id for g in spec.gpus)
+    for i, gpu in enumerate(spec.gpus):
+        if gpu.bus_id != ordered[i]:
+            raise SpecError(
+                host,
+                f"gpus[{i}].bus_id",
+                gpu.bus_id,
+                f"{ordered[i]} here: list GPUs in PCI bus order, which is NVML's index order",
+            )
+
+    def known(path, indices):
+        for index in indices:
+            if index >= count:
+                raise SpecError(
+                    host, path, f"gpu{index}", f"a GPU index below the GPU count {count}"
+                )
+
+    for name, _ in spec.p2p.pairs:
+        m = _PAIR_KEY.fullmatch(name)
+        known(f"p2p.pairs.{name}", (int(m[1]), int(m[2])))
+    for index, _ in spec.floors.h2d_gbps.by_gpu:
+        known(f"floors.h2d_gbps.gpu{index}", (index,))
+    for index, _ in spec.floors.d2h_gbps.by_gpu:
+        known(f"floors.d2h_gbps.gpu{index}", (index,))
+    for name, _ in spec.floors.p2p_gbps.by_pair:
+        m = _PAIR_KEY.fullmatch(name)
+        known(f"floors.p2p_gbps.{name}", (int(m[1]), int(m[2])))
+    for i, floor in enumerate(spec.floors.allreduce):
+        path = f"floors.allreduce[{i}].gpus"
+        if len(floor.gpus) < 2 or len(set(floor.gpus)) != len(floor.gpus):
+            raise SpecError(host, path, list(floor.gpus), "two or more different GPU indices")
+        if any(g < 0 for g in floor.gpus):
+            raise SpecError(host, path, list(floor.gpus), "GPU indices >= 0")
+        known(path, floor.gpus)
+    if spec.clocks.memory_mhz is not None and spec.clocks.graphics_mhz is None:
+        raise SpecError(
+            host,
+            "clocks.memory_mhz",
+            spec.clocks.memory_mhz,
+            "a graphics lock too (`clocks.graphics_mhz`)",
+        )
+    if sw.nvml_library is not None and not sw.nvml_library.startswith("/"):
+        raise SpecError(host, "software.nvml_library", sw.nvml_library, "an absolute path")
+    if not sw.install_dir.startswith("/"):
+        raise SpecError(host, "software.install_dir", sw.install_dir, "an absolute path")
+    return dataclasses.replace(spec, gpu_count=count)
+
+
+def _dump(value):
+    if isinstance(value, PerGpu):
+        if not value.by_gpu:
+            return value.default
+        head = {} if value.default is None else {"default": value.default}
+        return {**head, **{gpu_id(i): v for i, v in value.by_gpu}}
+    if isinstance(value, PerPair):
+        if not value.by_pair:
+            return value.default
+        head = {} if value.default is None else {"default": value.default}
+        return {**head, **dict(value.by_pair)}
+    if isinstance(value, P2P):
+        return {"default": _dump(value.default), "pairs": {k: _dump(v) for k, v in value.pairs}}
+    if dataclasses.is_dataclass(value):
+        return {f.name: _dump(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        return [_dump(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# The reference: every field, its default and its meaning, rendered from the schema above.
+# --------------------------------------------------------------------------------------------
+
+
+def reference() -> list[tuple[str, str, str]]:
+    """``(path, default, meaning)`` for every spec field, in declaration order."""
+    leaves = (PerGpu, PerPair, P2PStatus)
+    rows: list[tuple[str, str, str]] = []
+
+    def walk(cls, prefix, parent_default=None):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name == "host":
+                continue
+            path, doc = _join(prefix, f.name), f.metadata.get("doc", "")
+            tp = _strip_optional(hints[f.name])
+            item = typing.get_args(tp)[0] if typing.get_origin(tp) is tuple else None
+            value = f.default
+            if parent_default is not None:  # a nested default comes from its parent's default
+                value = getattr(parent_default, f.name)
+            default = "required" if value is dataclasses.MISSING else _fmt(_dump(value))
+            if dataclasses.is_dataclass(tp) and tp not in leaves:
+                rows.append((path, "", doc))
+                walk(tp, path, value if dataclasses.is_dataclass(value) else None)
+            elif dataclasses.is_dataclass(item) and item not in leaves:
+                rows.append((path, default, doc))
+                walk(item, f"{path}[]")
+            else:
+                rows.append((path, default, doc))
+
+    walk(NodeSpec, "")
+    return rows
+
+
+def _strip_optional(tp):
+    if typing.get_origin(tp) in (types.UnionType, typing.Union):
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return inner
+    return tp
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value == [] or value == ():
+        return "[]"
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_fmt(v)}" for k, v in value.items())
+    return str(value)
+
+
+def reference_markdown() -> str:
+    lines = ["| field | default | meaning |", "|---|---|---|"]
+    for path, default, doc in reference():
+        default_cell = f"`{default}`" if default else ""
+        lines.append(f"| `{path}` | {default_cell} | {doc} |")
+    return "\n".join(lines) + "\n"
