@@ -5,7 +5,7 @@ Inventory files call :func:`hosts` on their host list, so a broken field stops
 
     # inventories/lab.py
     from gpubox.inventory import hosts
-    gpu_nodes = hosts([("lab1", {"gpus": [{"bus_id": "01:00.0"}], "clocks": {"graphics_mhz": 1410}})])
+    gpu_nodes = hosts([("lab1", {"gpus": [{"bus_id": "01:00.0"}], "nvlink": "active"})])
 
 Checks and the CLI read an inventory file with :func:`load`, which goes through pyinfra's own
 loader so group data and precedence are exactly what a deploy sees.

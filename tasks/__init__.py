@@ -1,1 +1,1 @@
-"""pyinfra ``@deploy`` functions, one job each, composed by ``deploy.py``; each reads the node spec."""
+"""pyinfra ``@deploy`` functions, one job each, composed by ``deploy.py``; all read the spec."""

@@ -1,4 +1,4 @@
-"""A broken inventory field stops ``pyinfra INVENTORY deploy.py`` before it connects or changes anything."""
+"""A broken inventory field stops ``pyinfra INVENTORY deploy.py`` before it connects or changes."""
 
 from __future__ import annotations
 
