@@ -3,9 +3,11 @@
 ``PARSERS`` maps the tool name used on the command line (``gpubox parse TOOL FILE``) to its
 parse function, so other code (e.g. a subprocess wrapper) can reuse the same table:
 
->>> from gpubox.parsers import parse
->>> parse("nvbandwidth", "Running x.\\nWaived: \\n")["tests"]["x"]["status"]
-'Incomplete'
+>>> from gpubox.parsers import PARSERS, parse
+>>> sorted(PARSERS)
+['bandwidthTest', 'nccl-tests', 'nvbandwidth', 'p2pBandwidthLatencyTest']
+>>> parse("bandwidthTest", "Result = PASS\\n")["ok"]
+True
 
 Every parser takes the raw output (no fixture header; see
 :func:`gpubox.parsers.common.strip_fixture_header`), returns a dict with at least ``ok``,

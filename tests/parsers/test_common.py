@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import doctest
+import importlib
+
 import pytest
 
 from gpubox import parsers
@@ -96,3 +99,13 @@ def test_registry_lists_the_four_tools():
     assert parsers.parse("bandwidthTest", "Result = PASS\n")["ok"] is True
     with pytest.raises(KeyError, match="no parser for 'gpu-burn'"):
         parsers.parse("gpu-burn", "")
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["__init__", "common", "nccl_tests", "bandwidth_test", "p2p_bandwidth", "nvbandwidth"],
+)
+def test_docstring_examples(module):
+    name = "gpubox.parsers" if module == "__init__" else f"gpubox.parsers.{module}"
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
