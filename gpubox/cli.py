@@ -59,4 +59,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the imported module, so `python -m gpubox.cli` raises and catches the same
+    # CliError class that the subcommand modules import.
+    from gpubox.cli import main as _main
+
+    sys.exit(_main())

@@ -175,17 +175,29 @@ class Download:
         return self.url.replace("{version}", self.version)
 
 
-# nccl-tests v2.13.9: hash of GitHub's tag archive, as pinned by Spack's nccl-tests recipe.
+# nccl-tests 2.17.6: sha256 of GitHub's tag archive as published in Spack's nccl_tests recipe
+# (spack/spack-packages, repos/spack_repo/builtin/packages/nccl_tests/package.py).
 DEFAULT_NCCL_TESTS = Download(
-    version="2.13.9",
-    sha256="0" * 64,
-    url="https://github.com/NVIDIA/nccl-tests/archive/refs/tags/v{version}.tar.gz",
+    version="2.17.6",
+    sha256="38974e70342150ede0e3fb8fd24bfe60ccbde90fa20241716ba8bb338e6b61a0",
+    url="https://github.com/NVIDIA/nccl-tests/archive/v{version}.tar.gz",
 )
+# cuda-samples 12.4: the last tag whose bandwidthTest and p2pBandwidthLatencyTest build with a
+# Makefile (12.8 needs CMake; 12.9 dropped bandwidthTest). sha256 as pinned by Azure/azhpc-images
+# versions.json and GoogleCloudPlatform/compute-gpu-installation's cuda_installer config.
 DEFAULT_CUDA_SAMPLES = Download(
-    version="12.8",
-    sha256="0" * 64,
+    version="12.4",
+    sha256="aa28fa2227768dd31ebbf9cd48b265a0c8810fae03e02c6079c0fa71bbea7319",
     url="https://github.com/NVIDIA/cuda-samples/archive/refs/tags/v{version}.tar.gz",
 )
+# NVIDIA's cuda-keyring_1.1-1_all.deb per repository (sha256 as pinned by Google's
+# compute-gpu-installation and many Dockerfiles); it installs the key 3bf863cc, fingerprint
+# EB693B3035CD5710E231E123A4B469963BF863CC.
+CUDA_KEYRING_SHA256 = {
+    "ubuntu-24.04": "d2a6b11c096396d868758b86dab1823b25e14d70333f1dfa74da5ddaf6a06dba",
+    "ubuntu-22.04": "d93190d50b98ad4699ff40f4f7af50f16a76dac3bb8da1eaaf366d47898ff8df",
+    "debian-12": "e7f219eab6fe4819cdb5c15b98233dc3420302d9c00883219cd3d896857cf48d",
+}
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,16 @@ def _floor(measured_gbps: float) -> float:
 _pg199_node = {
     "ssh_hostname": os.environ.get("GPUBOX_HOME_HOST", "gpubox-home"),
     "ssh_user": os.environ.get("GPUBOX_HOME_USER", "root"),
-    # The node runs driver 570.124.04 / CUDA 12.8 (nvidia-smi screenshot in the build log), which
-    # only NVIDIA's CUDA apt repository ships; Debian 13's own packages stop at 550.
+    # The build log shows driver 570.124.04 / CUDA 12.8 (nvidia-smi screenshot), installed with
+    # NVIDIA's .run file. For a pinned, apt-held rebuild gpubox takes the same 570.124 branch from
+    # NVIDIA's CUDA apt repository, whose build is 570.124.06 (Debian 13's own packages stop at
+    # 550). The OS is not in the build log: set GPUBOX_HOME_OS if it is not Ubuntu 24.04.
     "software": {
         "os": os.environ.get("GPUBOX_HOME_OS", "ubuntu-24.04"),
         "source": "cuda-repo",
-        "driver_version": "570.124.04",  # known good on PG199 (pg199.md)
-        "cuda_version": "12.8",
-        "nccl_version": "2.26.2",
+        "driver_version": "570.124.06",  # cuda-drivers-570=570.124.06-0ubuntu1
+        "cuda_version": "12.8.1",  # cuda-toolkit-12-8=12.8.1-1
+        "nccl_version": "2.26.2",  # libnccl2=2.26.2-1+cuda12.8
         "compute_capability": "8.0",  # A100
     },
     "gpu_count": 4,

@@ -348,7 +348,7 @@ def test_home_inventory_validates_with_the_first_users_node():
         "10:00.0",
     ]
     assert spec.nvlink == "unsupported" and spec.clocks.graphics_mhz == 1140
-    assert spec.software.driver_version == "570.124.04"
+    assert spec.software.driver_version == "570.124.06"
     assert spec.floors.p2p_gbps.get(0, 1) > spec.floors.p2p_gbps.get(2, 3)
     assert home.data["ssh_hostname"] == "gpubox-home"
 

@@ -1,0 +1,64 @@
+"""The quick tier, run after every boot in about a second: ``pytest checks/ -m quick``.
+
+Each test compares one thing the node spec expects with the node's NVML snapshot; the judging
+lives in :mod:`gpubox.judge`, so every message names the host, the GPU, expected and found.
+"""
+
+import pytest
+
+from gpubox import judge
+from gpubox.checks import CLOCK_UNIT, check
+
+pytestmark = pytest.mark.quick
+
+
+def test_gpu_count(request, node, snapshot):
+    check(request, judge.gpu_count(node.spec, snapshot))
+
+
+def test_driver_version(request, node, snapshot):
+    check(request, judge.driver_version(node.spec, snapshot))
+
+
+def test_gpu_present(request, node, gpu, snapshot):
+    check(request, judge.gpu_present(node.spec, snapshot, gpu))
+
+
+def test_p2p(request, node, pair, snapshot):
+    check(request, judge.p2p(node.spec, snapshot, *pair))
+
+
+def test_nvlink(request, node, gpu, snapshot):
+    check(request, judge.nvlink(node.spec, snapshot, gpu))
+
+
+def test_clock_unit(request, node):
+    # systemctl's own words ("enabled", "not-found", "failed"...) go into the message.
+    enabled = node.host.run(f"systemctl is-enabled {CLOCK_UNIT}").stdout.strip() or "unknown"
+    active = node.host.run(f"systemctl is-active {CLOCK_UNIT}").stdout.strip() or "unknown"
+    status = f"is-enabled: {enabled}, is-active: {active}"
+    check(request, judge.clock_unit(node.spec, enabled == "enabled", active == "active", status))
+
+
+def test_clock_locked(request, node, gpu, snapshot):
+    check(request, judge.clock_locked(node.spec, snapshot, gpu))
+
+
+def test_pcie(request, node, gpu, snapshot):
+    check(request, judge.pcie(node.spec, snapshot, gpu))
+
+
+def test_temperature(request, node, gpu, snapshot):
+    check(request, judge.temperature(node.spec, snapshot, gpu))
+
+
+def test_persistence(request, node, gpu, snapshot):
+    check(request, judge.persistence(node.spec, snapshot, gpu))
+
+
+def test_remapped_rows(request, node, gpu, snapshot):
+    check(request, judge.remapped_rows(node.spec, snapshot, gpu))
+
+
+def test_xid(request, node, gpu, snapshot):
+    check(request, judge.xid(node.spec, snapshot, gpu))

@@ -1,0 +1,322 @@
+"""The pytest plugin behind ``checks/``: nodes from an inventory, one snapshot per node, verdicts.
+
+``checks/conftest.py`` imports this module. What it adds to pytest:
+
+* ``--inventory FILE`` (pyinfra inventory; without it, the node pytest runs on, with the spec the
+  deploy wrote to ``/etc/gpubox/spec.json``), ``--limit HOST``, ``--results-json FILE``;
+* fixtures ``node`` (one per inventory host, session-scoped snapshot), ``gpu`` and ``pair``
+  parametrised from that host's spec, with ids that read like ``test_p2p[gpu0-gpu1]``
+  (``test_p2p[home-gpu0-gpu1]`` when the inventory has several hosts);
+* :func:`check`, which turns a :class:`gpubox.judge.Verdict` into pass / skip / fail;
+* a JSON results file (every host's spec and snapshot, every check's outcome and message) and a
+  JUnit XML file, written on every run (``results/`` unless told otherwise).
+
+Over SSH the probe runs on the node (``/opt/gpubox/venv/bin/gpubox probe --json``, installed by the
+deploy); on the node itself it runs with the same Python as pytest. Both are the same code, so the
+two places give the same verdicts. Hosts can be checked in parallel: ``-n auto --dist loadgroup``
+(each host's tests stay on one worker, so each node is probed once).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import sys
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpubox import judge
+from gpubox.spec import NodeSpec, gpu_id, pair_id
+
+NODE_SPEC = "/etc/gpubox/spec.json"
+REMOTE_GPUBOX = "{install_dir}/venv/bin/gpubox"
+CLOCK_UNIT = "gpubox-clocks.service"
+_SNAPSHOT_KEY = "gpubox_snapshot"
+_VERDICT_KEY = "gpubox_verdict"
+
+
+class NodeError(RuntimeError):
+    """A node could not be reached or probed: names the host and what failed."""
+
+
+@dataclass
+class Node:
+    """One host under test: its spec, a testinfra host, and its snapshot (taken once)."""
+
+    name: str
+    spec: NodeSpec
+    hostspec: str | None  # testinfra host spec; None = this machine
+    remote: bool
+    node_spec: str = NODE_SPEC  # the spec file the local probe reads (library override)
+    _snapshot: dict | None = field(default=None, repr=False)
+    _error: NodeError | None = field(default=None, repr=False)
+    _host: Any = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def host(self):
+        """The pytest-testinfra host (``local://`` on the node itself)."""
+        if self._host is None:
+            import testinfra
+
+            self._host = testinfra.get_host(self.hostspec or "local://")
+        return self._host
+
+    def probe_command(self) -> str:
+        if self.remote:
+            return (
+                f"{REMOTE_GPUBOX.format(install_dir=self.spec.software.install_dir)} probe --json"
+            )
+        return f"{shlex.quote(sys.executable)} -m gpubox probe --json --spec {shlex.quote(self.node_spec)}"
+
+    @property
+    def snapshot(self) -> dict:
+        with self._lock:
+            if self._error is not None:  # probe once: later checks fail fast with the same cause
+                raise self._error
+            if self._snapshot is None:
+                try:
+                    self._snapshot = self._probe()
+                except NodeError as exc:
+                    self._error = exc
+                    raise
+            return self._snapshot
+
+    def _probe(self) -> dict:
+        cmd = self.probe_command()
+        try:
+            result = self.host.run(cmd)
+        except Exception as exc:  # paramiko/socket errors come in many types
+            raise NodeError(f"{self.name}: cannot reach the node to probe it ({exc})") from None
+        if result.rc != 0:
+            hint = ""
+            if result.rc == 127 or "No such file" in result.stderr:
+                hint = ": gpubox is not installed on the node; run the deploy first"
+            raise NodeError(
+                f"{self.name}: `{cmd}` exited {result.rc}{hint}: {result.stderr.strip()[-500:]}"
+            )
+        try:
+            return json.loads(result.stdout)
+        except ValueError:
+            raise NodeError(
+                f"{self.name}: the probe printed no JSON: {result.stdout[:200]!r}"
+            ) from None
+
+
+def hostspec_from_data(name: str, data: dict) -> str:
+    """A testinfra host spec for a pyinfra host's connection data (SSH only)."""
+    if name.startswith("@local"):
+        return "local://"
+    address = data.get("ssh_hostname") or name
+    user = data.get("ssh_user") or "root"
+    spec = f"paramiko://{user}@{address}"
+    if data.get("ssh_port"):
+        spec += f":{data['ssh_port']}"
+    if data.get("ssh_key"):
+        spec += f"?ssh_identity_file={data['ssh_key']}"
+    return spec
+
+
+# ---- pytest hooks -----------------------------------------------------------------------------
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("gpubox")
+    group.addoption(
+        "--inventory", help="pyinfra inventory file (default: this node's deployed spec)"
+    )
+    group.addoption("--limit", action="append", default=[], help="only this inventory host")
+    group.addoption(
+        "--results-json", default=None, help="JSON results (default results/checks.json)"
+    )
+    group.addoption("--node-spec", default=NODE_SPEC, help=f"local spec file (default {NODE_SPEC})")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    for marker in ("quick", "bandwidth", "stress"):
+        config.addinivalue_line("markers", f"{marker}: gpubox {marker} tier")
+    if getattr(config.option, "xmlpath", None) is None and not hasattr(config, "workerinput"):
+        config.option.xmlpath = str(Path("results") / "checks-junit.xml")
+    config._gpubox_nodes = None  # loaded on first use
+    if not hasattr(config, "workerinput"):  # results are gathered on the controller only
+        config.pluginmanager.register(Results(config), "gpubox-results")
+
+
+def _nodes(config) -> list[Node]:
+    if config._gpubox_nodes is None:
+        config._gpubox_nodes = load_nodes(
+            config.getoption("--inventory"),
+            config.getoption("--limit"),
+            config.getoption("--node-spec"),
+        )
+    return config._gpubox_nodes
+
+
+def load_nodes(inventory: str | None, limit: list[str], node_spec: str = NODE_SPEC) -> list[Node]:
+    if inventory:
+        from gpubox.inventory import load
+
+        return [
+            Node(
+                h.name, h.spec, hostspec_from_data(h.name, h.data), not h.name.startswith("@local")
+            )
+            for h in load(inventory, limit=limit or None)
+        ]
+    try:
+        with open(node_spec) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise pytest.UsageError(
+            f"no {node_spec} on this machine: deploy it first, or point at an inventory "
+            "with --inventory (e.g. --inventory inventories/home.py)"
+        ) from None
+    name = data.pop("host", None) or socket.gethostname()
+    return [Node(name, NodeSpec.from_data(data, host=name), None, False, node_spec)]
+
+
+def pytest_generate_tests(metafunc):
+    if "node" not in metafunc.fixturenames:
+        return
+    nodes = _nodes(metafunc.config)
+    several = len(nodes) > 1
+
+    def ident(node, rest=""):
+        parts = ([node.name] if several else []) + ([rest] if rest else [])
+        return "-".join(parts) or node.name
+
+    if "gpu" in metafunc.fixturenames:
+        params = [(n, i) for n in nodes for i in range(n.spec.gpu_count)]
+        ids = [ident(n, gpu_id(i)) for n, i in params]
+        metafunc.parametrize(("node", "gpu"), params, ids=ids, scope="session")
+    elif "pair" in metafunc.fixturenames:
+        params = [(n, p) for n in nodes for p in n.spec.pairs()]
+        ids = [ident(n, pair_id(*p)) for n, p in params]
+        metafunc.parametrize(("node", "pair"), params, ids=ids, scope="session")
+    elif "allreduce" in metafunc.fixturenames:
+        params = [(n, f) for n in nodes for f in n.spec.floors.allreduce]
+        ids = [ident(n, f.id) for n, f in params]
+        metafunc.parametrize(("node", "allreduce"), params, ids=ids, scope="session")
+    else:
+        metafunc.parametrize("node", nodes, ids=[n.name for n in nodes], scope="session")
+
+
+def pytest_collection_modifyitems(config, items):
+    # Keep each host on one xdist worker (--dist loadgroup): one snapshot per host.
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        node = callspec.params.get("node") if callspec else None
+        if node is not None:
+            item.add_marker(pytest.mark.xdist_group(node.name))
+
+
+@pytest.fixture
+def snapshot(node, request):
+    """The node's snapshot; attached to the first report per host so the JSON file has it."""
+    try:
+        snap = node.snapshot
+    except NodeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    if not getattr(node, "_reported", False):
+        node._reported = True
+        request.node.user_properties.append((_SNAPSHOT_KEY, {node.name: snap}))
+    return snap
+
+
+def check(request, verdict: judge.Verdict):
+    """Record ``verdict`` on the test, then pass, skip or fail with its message."""
+    request.node.user_properties.append((_VERDICT_KEY, verdict.as_dict()))
+    if verdict.level == judge.SKIP:
+        pytest.skip(verdict.message)
+    if verdict.level == judge.FAIL:
+        pytest.fail(verdict.message, pytrace=False)
+
+
+class Results:
+    """Collects every check's outcome (on the xdist controller too) and writes the JSON file."""
+
+    def __init__(self, config):
+        self.config = config
+        self.started = datetime.now(UTC).isoformat(timespec="seconds")
+        self.hosts: dict[str, dict] = {}
+        self.checks: list[dict] = []
+        self.path: Path | None = None
+
+    def pytest_runtest_logreport(self, report):
+        if report.when != "call" and not (report.when == "setup" and report.outcome != "passed"):
+            return
+        verdict = None
+        for key, value in report.user_properties:
+            if key == _SNAPSHOT_KEY:
+                for host, snap in value.items():
+                    self.hosts.setdefault(host, {})["snapshot"] = snap
+            elif key == _VERDICT_KEY:
+                verdict = value
+        self.checks.append(
+            {
+                "id": report.nodeid,
+                "outcome": report.outcome,
+                "duration_s": round(report.duration, 4),
+                "message": verdict["message"] if verdict else _longrepr(report),
+                "verdict": verdict,
+            }
+        )
+
+    def pytest_sessionfinish(self, session, exitstatus):
+        nodes = self.config._gpubox_nodes or []
+        for node in nodes:
+            entry = self.hosts.setdefault(node.name, {})
+            entry["spec"] = node.spec.to_data()
+            if node._snapshot is not None:
+                entry.setdefault("snapshot", node._snapshot)
+        counts: dict[str, int] = {}
+        for c in self.checks:
+            counts[c["outcome"]] = counts.get(c["outcome"], 0) + 1
+        document = {
+            "schema": "gpubox.results/1",
+            "started": self.started,
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            "exit_status": int(exitstatus),
+            "counts": counts,
+            "hosts": self.hosts,
+            "checks": self.checks,
+        }
+        path = Path(self.config.getoption("--results-json") or Path("results") / "checks.json")
+        write_atomic(path, json.dumps(document, indent=2, default=str))
+        self.path = path
+
+    def pytest_terminal_summary(self, terminalreporter):
+        if self.path is None:
+            return
+        terminalreporter.section("gpubox")
+        for c in self.checks:
+            if c["outcome"] == "failed":
+                terminalreporter.write_line(f"FAIL {c['id'].split('::')[-1]}: {c['message']}")
+        junit = self.config.option.xmlpath
+        terminalreporter.write_line(
+            f"results: {self.path}" + (f", junit: {junit}" if junit else "")
+        )
+
+
+def _longrepr(report) -> str | None:
+    if report.outcome == "skipped" and isinstance(report.longrepr, tuple):
+        return report.longrepr[2]
+    return str(report.longrepr) if report.longrepr else None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temp file and rename, so a crash never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
