@@ -51,7 +51,7 @@ _BUS_ID = r"(?: \(([0-9a-fA-F]{8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2})\))?$"  # "(0000
 _DEVICE = re.compile(r"^Device (\d+): (.+?)" + _BUS_ID)
 _PROCESS = re.compile(r"^Process (\d+) \(([^)]*)\): device (\d+): (.+?)" + _BUS_ID)
 _JSON_DEVICE = re.compile(r"^(\d+): (.+?)(?: \(([0-9a-fA-F:]+)\))?(?:: \((.*)\))?$")
-_RUNNING = re.compile(r"^Running (\S+?)\.?$")
+_RUNNING = re.compile(r"^Running (\w+)\.$")
 _STATUS = re.compile(r"^(Waived|Error|ERROR):\s*(.*)$")
 _NOT_FOUND = re.compile(r"Testcase (\S+) not found")
 _DESCRIPTION = re.compile(r"\((GB/s|ns|us)\)$")
@@ -156,11 +156,12 @@ def _parse_text(text: str) -> dict:
             name, test = m.group(1), _new_test("Incomplete")
             out["tests"][name] = test
         elif m := _STATUS.match(line):
-            recognized = True
+            # Not proof of nvbandwidth on its own: other tools print "ERROR: ..." too.
             status, message = m.group(1), m.group(2)
             if status == "Waived":
                 out["unnamed_waived"] += 1
             elif nf := _NOT_FOUND.search(message):
+                recognized = True
                 out["tests"][nf.group(1)] = _new_test("Not Found")
                 out["errors"].append(line)
             else:

@@ -109,3 +109,32 @@ def test_docstring_examples(module):
     name = "gpubox.parsers" if module == "__init__" else f"gpubox.parsers.{module}"
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0
+
+
+FOLDER_OF = {
+    "nccl-tests": "nccl-tests",
+    "bandwidthTest": "bandwidthTest",
+    "p2pBandwidthLatencyTest": "p2pBandwidthLatencyTest",
+    "nvbandwidth": "nvbandwidth",
+}
+
+
+@pytest.mark.parametrize("tool", sorted(FOLDER_OF))
+def test_other_tools_output_is_a_parse_error(tool, fixtures_dir, fixture_text):
+    """Every shared sample of another tool (nvidia-smi, gpu-burn, ...) is rejected, not misread."""
+    others = [
+        p
+        for folder in sorted(fixtures_dir.iterdir())
+        if folder.is_dir() and folder.name != FOLDER_OF[tool]
+        for p in sorted(folder.iterdir())
+    ]
+    assert others
+    accepted = []
+    for path in others:
+        try:
+            parsers.parse(tool, fixture_text(f"{path.parent.name}/{path.name}"))
+        except ParseError as exc:
+            assert exc.line_no >= 1 and exc.tool == tool
+        else:
+            accepted.append(f"{path.parent.name}/{path.name}")
+    assert accepted == []
