@@ -147,7 +147,7 @@ def parse(text: str) -> dict:
             if is_prompt_line(stripped):
                 from_command = from_command or _perf_name(stripped)
                 continue
-            seen_output = True
+            known = True  # False for '#' lines that any text could contain
             if _HEADER.match(stripped):
                 table = _Table(stripped[1:].split())
             elif m := _RANK.match(stripped):
@@ -173,8 +173,12 @@ def parse(text: str) -> dict:
                         out["errors"].append(stripped)
             elif stripped.startswith("# error:"):
                 out["errors"].append(stripped)
-            elif not _QUIET_COMMENTS.match(stripped):
+            elif _QUIET_COMMENTS.match(stripped):
+                known = "Using devices" in stripped
+            else:
+                known = False
                 out["warnings"].append(f"line {no}: {stripped}")
+            seen_output = seen_output or known
             continue
         if _ROW.match(line):
             if table is None:
@@ -208,7 +212,7 @@ def parse(text: str) -> dict:
         if out["collective"]:
             out["warnings"].append(f"collective {out['collective']!r} inferred from row values")
 
-    wrong = any((row[g] or {}).get("wrong") for row in out["rows"] for g in ("oop", "ip") if row[g])
+    wrong = any(row[g].get("wrong") for row in out["rows"] for g in ("oop", "ip"))
     oob_failed = out["oob"]["ok"] is False
     out["ok"] = bool(out["rows"]) and not out["errors"] and not wrong and not oob_failed
     return out

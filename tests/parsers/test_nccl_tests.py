@@ -588,3 +588,8 @@ def test_truncated_row_names_its_line(fixture_text):
 def test_garbage_cell_names_its_line():
     with pytest.raises(ParseError, match=r"line 2: expected a results row"):
         nccl_tests.parse(HEADER + ROW_8.replace("12.25", "12.2x"))
+
+
+def test_comment_lines_alone_are_not_nccl_output():
+    with pytest.raises(ParseError, match=r"line 2: expected nccl-tests output"):
+        nccl_tests.parse("\n# My notes\n#\n# more notes\n")
