@@ -1,0 +1,406 @@
+"""Scenarios for the simulated NVML library: load, resolve, compare.
+
+A scenario file (``gpubox/sim/scenarios/NAME.json``, format in ``SCENARIOS.md``) is either a
+*base* scenario that spells out a whole node, or one that ``extends`` another and changes single
+values with ``set``. :func:`load` turns either into one flat, fully explicit *resolved* document;
+that document, written with :func:`resolve_to_file`, is all the C library ever reads.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+SCENARIO_DIR = Path(__file__).resolve().with_name("scenarios")
+FORMAT = "gpubox-nvml-sim/1"
+P2P_CAPS = ("read", "write", "nvlink", "atomics", "prop")  # NVML_P2P_CAPS_INDEX_* order
+P2P_CODES = ("OK", "CNS", "GNS", "TNS", "DR", "NS", "U")  # nvmlGpuP2PStatus_t order
+MAX_GPUS, MAX_CLOCKS, MAX_LINKS, MAX_XIDS = 16, 128, 36, 32  # the C library's limits
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be resolved; the message names scenario, file and key."""
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+"""What :func:`diff` reports for a path that one side does not have."""
+
+
+# ---- Schema: every key a GPU has, with a check and the words for an error ----
+Check = tuple[str, Callable[[Any], bool]]
+Fail = Callable[[str, str], NoReturn]  # raises ScenarioError naming the key
+
+
+def _uint(limit: int = 2**63) -> Check:
+    return (f"an integer 0..{limit}", lambda v: type(v) is int and 0 <= v <= limit)
+
+
+def _uint_list(most: int) -> Check:
+    ok = _uint()[1]
+
+    def check(v: Any) -> bool:
+        return isinstance(v, list) and len(v) <= most and all(ok(x) for x in v)
+
+    return (f"a list of at most {most} integers >= 0", check)
+
+
+def _matches(pattern: str) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, str) and re.fullmatch(pattern, v) is not None
+
+
+def _nvlink(v: Any) -> bool:
+    if v == "not_supported":
+        return True
+    return (
+        isinstance(v, list) and len(v) <= MAX_LINKS and all(x in ("active", "disabled") for x in v)
+    )
+
+
+BOOL: Check = ("true or false", lambda v: type(v) is bool)
+TEXT: Check = ("a non-empty string", lambda v: isinstance(v, str) and 0 < len(v) < 80)
+HEX32: Check = ("a string 0xXXXXXXXX", _matches(r"0x[0-9A-F]{8}"))
+BUS_ID: Check = (
+    "an NVML bus id like 00000000:04:00.0 (upper case)",
+    _matches(r"[0-9A-F]{8}:[0-9A-F]{2}:[0-9A-F]{2}\.[0-7]"),
+)
+NVLINK: Check = (f'"not_supported" or a list of at most {MAX_LINKS} "active"/"disabled"', _nvlink)
+P2P_CODE: Check = ("one of " + " ".join(P2P_CODES), lambda v: v in P2P_CODES)
+MW_OR_NULL: Check = ("an integer >= 0 (mW) or null", lambda v: v is None or _uint()[1](v))
+
+ECC_COUNTS = {"corrected": _uint(), "uncorrected": _uint()}
+GPU_SCHEMA: dict[str, Any] = {
+    "present": BOOL,
+    "name": TEXT,
+    "uuid": TEXT,
+    "serial": ("a string of at most 29 characters", lambda v: isinstance(v, str) and len(v) < 30),
+    "bus_id": BUS_ID,
+    "pci_device_id": HEX32,
+    "pci_subsystem_id": HEX32,
+    "memory": {"total_mib": _uint(2**40), "reserved_mib": _uint(2**40), "used_mib": _uint(2**40)},
+    "pcie": {
+        "gen_current": _uint(9),
+        "gen_max": _uint(9),
+        "width_current": _uint(64),
+        "width_max": _uint(64),
+    },
+    "clocks": {
+        "graphics_idle_mhz": _uint(10000),
+        "memory_mhz": _uint(10000),
+        "video_idle_mhz": _uint(10000),
+        "max_graphics_mhz": _uint(10000),
+        "max_memory_mhz": _uint(10000),
+        "max_video_mhz": _uint(10000),
+        "supported_graphics_mhz": _uint_list(MAX_CLOCKS),
+        "supported_memory_mhz": _uint_list(MAX_CLOCKS),
+        "honours_lock": BOOL,
+        "event_reasons_unlocked": _uint(),
+        "event_reasons_locked": _uint(),
+    },
+    "temperature_c": _uint(200),
+    "memory_temperature_c": _uint(200),
+    "power_usage_mw": _uint(2**32 - 1),
+    "power_limit_mw": MW_OR_NULL,
+    "pstate": _uint(15),
+    "utilization": {"gpu_percent": _uint(100), "memory_percent": _uint(100)},
+    "persistence_mode": BOOL,
+    "ecc": {"enabled": BOOL, "volatile": ECC_COUNTS, "aggregate": ECC_COUNTS},
+    "remapped_rows": {
+        "correctable": _uint(2**32 - 1),
+        "uncorrectable": _uint(2**32 - 1),
+        "pending": BOOL,
+        "failure": BOOL,
+    },
+    "lost": BOOL,
+    "nvlink": NVLINK,
+    "xid_events": _uint_list(MAX_XIDS),
+}
+SYSTEM_SCHEMA = {"driver_version": TEXT, "cuda_driver_version": _uint(10**6), "nvml_version": TEXT}
+P2P_DEFAULT_SCHEMA = dict.fromkeys(P2P_CAPS, P2P_CODE)
+
+
+# ---- Locating and reading files ----
+def names() -> list[str]:
+    """The scenarios that ship with gpubox, sorted."""
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.json"))
+
+
+def _locate(name_or_path: str | os.PathLike, near: Path | None = None) -> Path:
+    text = os.fspath(name_or_path)
+    if isinstance(name_or_path, os.PathLike) or "/" in text or text.endswith(".json"):
+        return Path(text)
+    for folder in ([near] if near else []) + [SCENARIO_DIR]:
+        if (folder / f"{text}.json").is_file():
+            return folder / f"{text}.json"
+    raise ScenarioError(
+        f"scenario {text!r}: no file {SCENARIO_DIR / (text + '.json')} "
+        f"(known: {', '.join(names())})"
+    )
+
+
+def _read(path: Path, label: str) -> dict:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScenarioError(f"scenario {label!r} ({path}): file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ScenarioError(f"scenario {label!r} ({path}): cannot read: {e}") from None
+    if not isinstance(doc, dict):
+        raise ScenarioError(f"scenario {label!r} ({path}): expected a JSON object at the top")
+    return doc
+
+
+# ---- Validation against the schema ----
+def _check(value: Any, schema: Any, where: str, fail: Fail) -> None:
+    if isinstance(schema, dict):
+        if not isinstance(value, dict):
+            fail(where, f"expected an object with keys {', '.join(schema)}")
+        for key in value:
+            if key not in schema:
+                fail(f"{where}.{key}", f"unknown key (known: {', '.join(schema)})")
+        for key, sub in schema.items():
+            if key not in value:
+                fail(f"{where}.{key}", "missing")
+            _check(value[key], sub, f"{where}.{key}", fail)
+    elif not schema[1](value):
+        fail(where, f"expected {schema[0]}, got {json.dumps(value)}")
+
+
+def _validate_layer(doc: dict, fail: Fail) -> None:
+    """Check the merged, not yet expanded document (see SCENARIOS.md, 'How a scenario resolves')."""
+    if not isinstance(doc.get("description"), str):
+        fail("description", "expected a string")
+    _check(doc.get("system"), SYSTEM_SCHEMA, "system", fail)
+    gpus = doc.get("gpus")
+    if not isinstance(gpus, list) or not 0 < len(gpus) <= MAX_GPUS:
+        fail("gpus", f"expected a list of 1..{MAX_GPUS} GPUs")
+    for i, gpu in enumerate(gpus):
+        _check(gpu, GPU_SCHEMA, f"gpus[{i}]", fail)
+    p2p = doc.get("p2p")
+    pairs_schema = ("an object", lambda v: isinstance(v, dict))
+    _check(p2p, {"default": P2P_DEFAULT_SCHEMA, "pairs": pairs_schema}, "p2p", fail)
+    for pair, caps in p2p["pairs"].items():
+        m = re.fullmatch(r"(\d+)-(\d+)", pair)
+        if not m or m[1] == m[2] or max(int(m[1]), int(m[2])) >= len(gpus):
+            fail(f"p2p.pairs.{pair}", f"expected 'A-B', two different slots < {len(gpus)}")
+        if not isinstance(caps, dict) or not caps:
+            fail(f"p2p.pairs.{pair}", f"expected an object with some of {', '.join(P2P_CAPS)}")
+        for cap, code in caps.items():
+            _check(
+                code,
+                P2P_DEFAULT_SCHEMA.get(cap, ("a known capability", lambda v: False)),
+                f"p2p.pairs.{pair}.{cap}",
+                fail,
+            )
+    for key in ("bus_id", "uuid"):
+        seen = [g[key] for g in gpus if g["present"]]
+        if len(seen) != len(set(seen)):
+            fail(f"gpus[*].{key}", "two present GPUs share a value")
+
+
+# ---- Paths: "gpus[0].pcie.width_current", "gpus[*].lost", "p2p.pairs.2-3.read" ----
+_TOKEN = re.compile(r"\[(\d+|\*)\]|([^.\[\]]+)")
+
+
+def _parse_path(path: str) -> list[str | int]:
+    tokens: list[str | int] = []
+    pos = 0
+    while pos < len(path):
+        m = _TOKEN.match(path, pos)
+        if not m:
+            raise ValueError(f"cannot parse at character {pos}")
+        tokens.append(m[2] if m[2] is not None else ("*" if m[1] == "*" else int(m[1])))
+        pos = m.end()
+        if path[pos : pos + 1] == ".":
+            pos += 1
+    if not tokens:
+        raise ValueError("empty path")
+    return tokens
+
+
+def _apply_set(doc: dict, path: str, value: Any, fail: Fail) -> None:
+    try:
+        tokens = _parse_path(path)
+    except ValueError as e:
+        fail(f"set.{path}", str(e))
+
+    def walk(node: Any, rest: list, done: str) -> None:
+        token, rest = rest[0], rest[1:]
+        if token == "*":
+            if not isinstance(node, list):
+                fail(f"set.{path}", f"{done or '$'} is not a list, [*] needs one")
+            for i in range(len(node)):
+                walk(node, [i, *rest], done)
+            return
+        here = (
+            f"{done}[{token}]" if isinstance(token, int) else (f"{done}.{token}" if done else token)
+        )
+        if isinstance(token, int):
+            if not isinstance(node, list) or token >= len(node):
+                fail(f"set.{path}", f"{here}: no such item")
+        elif not isinstance(node, dict):
+            fail(f"set.{path}", f"{done}: not an object, cannot have key {token!r}")
+        elif token not in node:
+            # Only P2P pair overrides may be created; any other new key is a typo.
+            if done == "p2p.pairs" or re.fullmatch(r"p2p\.pairs\.[^.]+", done):
+                node[token] = {} if rest else None
+            else:
+                fail(f"set.{path}", f"unknown key {token!r} in {done or 'the scenario'}")
+        if rest:
+            walk(node[token], rest, here)
+        else:
+            node[token] = copy.deepcopy(value)
+
+    walk(doc, tokens, "")
+
+
+# ---- Resolution ----
+def _layer(path: Path, label: str, chain: tuple[Path, ...]) -> tuple[dict, str]:
+    """The merged, unexpanded document of one scenario file and its ancestors."""
+    if path.resolve() in chain:
+        cycle = " -> ".join(p.stem for p in (*chain, path.resolve()))
+        raise ScenarioError(f"scenario {label!r} ({path}): extends cycle: {cycle}")
+    chain = (*chain, path.resolve())
+    src = _read(path, label)
+
+    def fail(key: str, problem: str) -> NoReturn:
+        raise ScenarioError(f"scenario {label!r} ({path}): {key}: {problem}")
+
+    if "extends" in src:
+        for key in src:
+            if key not in ("extends", "description", "set"):
+                fail(
+                    key,
+                    "unknown key (a scenario that extends another has only "
+                    "extends, description, set)",
+                )
+        parent = src["extends"]
+        if not isinstance(parent, str):
+            fail("extends", "expected the name of another scenario")
+        try:
+            parent_path = _locate(parent, near=path.parent)
+        except ScenarioError as e:
+            raise ScenarioError(f"scenario {label!r} ({path}): extends: {e}") from None
+        doc, _ = _layer(parent_path, parent, chain)
+        sets = src.get("set", {})
+        if not isinstance(sets, dict):
+            fail("set", "expected an object of path: value")
+        for key, value in sets.items():
+            _apply_set(doc, key, value, fail)
+        doc["description"] = src.get("description", doc.get("description", ""))
+    else:
+        for key in src:
+            if key not in ("description", "system", "gpu_defaults", "gpus", "p2p"):
+                fail(key, "unknown key (known: description, system, gpu_defaults, gpus, p2p)")
+        defaults = src.get("gpu_defaults", {})
+        if not isinstance(defaults, dict) or not isinstance(src.get("gpus"), list):
+            fail("gpus", "expected gpu_defaults (an object) and gpus (a list of objects)")
+        gpus = []
+        for i, own in enumerate(src["gpus"]):
+            if not isinstance(own, dict):
+                fail(f"gpus[{i}]", "expected an object")
+            gpus.append(_merge(copy.deepcopy(defaults), own))
+        doc = {**copy.deepcopy(src), "gpus": gpus}
+        doc.pop("gpu_defaults", None)
+        doc.setdefault("description", "")
+    _validate_layer(doc, fail)
+    return doc, path.stem
+
+
+def _merge(base: dict, over: dict) -> dict:
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def load(name_or_path: str | os.PathLike) -> dict:
+    """The resolved scenario: one flat document with every value spelled out.
+
+    ``name_or_path`` is a shipped scenario's name (see :func:`names`) or a path to a file.
+    """
+    path = _locate(name_or_path)
+    doc, stem = _layer(path, path.stem, ())
+    slots = [i for i, g in enumerate(doc["gpus"]) if g["present"]]
+    default, pairs = doc["p2p"]["default"], doc["p2p"]["pairs"]
+    return {
+        "format": FORMAT,
+        "scenario": stem,
+        "description": doc["description"],
+        "system": doc["system"],
+        "gpus": [
+            {"slot": s, **{k: v for k, v in doc["gpus"][s].items() if k != "present"}}
+            for s in slots
+        ],
+        "p2p": {
+            cap: [
+                ["X" if a == b else pairs.get(f"{a}-{b}", {}).get(cap, default[cap]) for b in slots]
+                for a in slots
+            ]
+            for cap in P2P_CAPS
+        },
+    }
+
+
+def resolve_to_file(name_or_path: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Write the resolved scenario to ``dest`` (atomically) and return its path."""
+    doc = load(name_or_path)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=2)
+            f.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict) and value:
+        for key, sub in value.items():
+            yield from _flatten(sub, f"{prefix}.{key}" if prefix else key)
+    elif isinstance(value, list) and value:
+        for i, sub in enumerate(value):
+            yield from _flatten(sub, f"{prefix}[{i}]")
+    else:
+        yield prefix, value
+
+
+def diff(
+    a: str | os.PathLike | dict,
+    b: str | os.PathLike | dict,
+    ignore: tuple[str, ...] = ("scenario", "description"),
+) -> dict[str, tuple[Any, Any]]:
+    """``{path: (value in a, value in b)}`` for every leaf that differs between two resolved
+    scenarios (names, paths or dicts). A side that lacks the path shows :data:`MISSING`."""
+    flat_a, flat_b = (
+        {
+            k: v
+            for k, v in _flatten(x if isinstance(x, dict) else load(x))
+            if k.split(".")[0].split("[")[0] not in ignore
+        }
+        for x in (a, b)
+    )
+    return {
+        key: (flat_a.get(key, MISSING), flat_b.get(key, MISSING))
+        for key in sorted(flat_a.keys() | flat_b.keys())
+        if flat_a.get(key, MISSING) != flat_b.get(key, MISSING)
+        or type(flat_a.get(key)) is not type(flat_b.get(key))
+    }
