@@ -122,11 +122,12 @@ def parse(text: str) -> dict:
             out["results"].append(_result(run, int(m.group(1)), float(m.group(2)), run.unit))
             continue
         run.unit = None
-        if _BANNER.match(line) or (_RUNNING_ON.match(line) and run.devices):
+        if _BANNER.match(line):
             recognized = True
             run = _Run(device_flag)
         elif _RUNNING_ON.match(line):
-            pass
+            if run.devices:  # a second run whose banner was not pasted
+                run = _Run(device_flag)
         elif m := _DEVICE.match(line):
             index = int(m.group(1))
             run.devices.append(index)
@@ -139,17 +140,13 @@ def parse(text: str) -> dict:
             run.memory, run.write_combined = None, False
         elif m := _MEMORY.match(line):
             recognized = True
-            run.memory = _MEMORIES[m.group(1)]
-            # The tool prints the write-combined note without a newline: the table header
-            # may follow on the same line.
-            run.write_combined = "Write-Combined" in line
-            if h := _TABLE_HEADER.search(line):
-                run.unit = h.group(1)
-        elif "Write-Combined" in line or _TABLE_HEADER.search(line):
+            run.memory, run.write_combined = _MEMORIES[m.group(1)], False
+        elif h := _TABLE_HEADER.search(line):
+            # The tool prints its write-combined note without a newline, so the note and the
+            # table header share one line.
             recognized = True
-            run.write_combined = run.write_combined or "Write-Combined" in line
-            if h := _TABLE_HEADER.search(line):
-                run.unit = h.group(1)
+            run.write_combined = "Write-Combined" in line
+            run.unit = h.group(1)
         elif line.startswith("bandwidthTest-"):
             recognized = True
             out["results"].append(_csv_result(run, no, raw))

@@ -19,7 +19,8 @@ the test's name), ``errors``, ``warnings``.
 
 Status in text output: ``Passed`` once a matrix was printed; ``Waived``/``Error``/``Not
 Found`` as printed; ``Error`` when an ASSERT/CUDA error/pattern-check failure interrupts the
-running test; ``Incomplete`` when the output ends before its matrix. Tests that print several
+running test; ``Incomplete`` when the output ends before or inside its matrix
+(a cut-short last row keeps its cells and fills the rest with None). Tests that print several
 matrices (bidirectional Read1/Read2/Total) list them all in ``matrices``; ``matrix``/``sum``
 are the one whose SUM key is the test name, else the last (Total). ``unit`` comes from the
 description's trailing parenthesis (``GB/s``, or ``ns`` for latency tests).
@@ -55,7 +56,6 @@ _RUNNING = re.compile(r"^Running (\w+)\.$")
 _STATUS = re.compile(r"^(Waived|Error|ERROR):\s*(.*)$")
 _NOT_FOUND = re.compile(r"Testcase (\S+) not found")
 _DESCRIPTION = re.compile(r"\((GB/s|ns|us)\)$")
-_COLUMNS = re.compile(r"^\S+(?:\s+\S+)*$")
 _SUM = re.compile(r"^(?:SUM|&&&& PERF) (\S+) (\S+)")
 _ERRORS = re.compile(
     r"^ASSERT in expression|Invalid value when checking|^Current offset"
@@ -109,7 +109,6 @@ def _new_test(status: str) -> dict:
 def _parse_text(text: str) -> dict:
     out = _empty("text")
     test: dict | None = None  # the test that printed "Running X." last
-    name: str | None = None
     matrix: dict | None = None  # the matrix being read (after its description line)
     short_row: tuple[int, str] | None = None
     recognized = False
@@ -126,11 +125,11 @@ def _parse_text(text: str) -> dict:
         if short_row is not None:
             raise ParseError(TOOL, short_row[0], "a complete matrix row", short_row[1])
         if matrix is not None:
-            if matrix["columns"] is None and _COLUMNS.match(line) and not _SUM.match(line):
-                matrix["columns"] = line.split()
-                continue
-            if matrix["columns"] is not None and not _SUM.match(line):
-                short_row = _add_row(matrix, no, raw)
+            if not _SUM.match(line):
+                if matrix["columns"] is None:  # the first line under a description
+                    matrix["columns"] = line.split()
+                else:
+                    short_row = _add_row(matrix, no, raw)
                 continue
             matrix = None
         if m := _HEADER.match(line):
@@ -153,8 +152,7 @@ def _parse_text(text: str) -> dict:
             )
         elif m := _RUNNING.match(line):
             recognized = True
-            name, test = m.group(1), _new_test("Incomplete")
-            out["tests"][name] = test
+            test = out["tests"][m.group(1)] = _new_test("Incomplete")
         elif m := _STATUS.match(line):
             # Not proof of nvbandwidth on its own: other tools print "ERROR: ..." too.
             status, message = m.group(1), m.group(2)
@@ -171,12 +169,13 @@ def _parse_text(text: str) -> dict:
             test = None
         elif test is not None and _DESCRIPTION.search(line):
             matrix = {"description": line, "columns": None, "rows": [], "key": None, "sum": None}
+            matrix["cut"] = False
             test["matrices"].append(matrix)
         elif m := _SUM.match(line):
             _add_sum(test, m, no, raw)
         elif _ERRORS.search(line):
             out["errors"].append(line)
-            if test is not None and test["status"] != "Passed":
+            if test is not None:  # an assert or CUDA error aborts the running test
                 test["status"] = "Error"
         elif not (_QUIET.match(line) or is_prompt_line(line)):
             out["warnings"].append(f"line {no}: ignored {line[:120]!r}")
@@ -206,7 +205,8 @@ def _add_row(matrix: dict, no: int, raw: str) -> tuple[int, str] | None:
     except ValueError:
         raise ParseError(TOOL, no, expected, raw) from None
     matrix["rows"].append(values + [None] * (width - len(values)))
-    return (no, raw) if len(values) < width else None
+    matrix["cut"] = len(values) < width
+    return (no, raw) if matrix["cut"] else None
 
 
 def _add_sum(test: dict | None, m: re.Match, no: int, raw: str) -> None:
@@ -222,6 +222,7 @@ def _add_sum(test: dict | None, m: re.Match, no: int, raw: str) -> None:
 
 def _finish_test(name: str, test: dict) -> None:
     """Pick the test's main matrix and turn the working dicts into the output shape."""
+    cut = any(m.get("cut") for m in test["matrices"])
     matrices = [
         {
             "key": m["key"],
@@ -239,7 +240,7 @@ def _finish_test(name: str, test: dict) -> None:
     test.update(
         matrix=main["matrix"], sum=main["sum"], unit=main["unit"], description=main["description"]
     )
-    if test["status"] == "Incomplete" and main["matrix"]:
+    if test["status"] == "Incomplete" and main["matrix"] and not cut:
         test["status"] = "Passed"
 
 

@@ -275,6 +275,17 @@ def test_run_cut_before_matrix_is_incomplete():
     assert out["ok"] is False
 
 
+def test_output_ending_inside_a_row_is_incomplete(fixture_text):
+    text = fixture_text(f"{DIR}/v0.4-8xH100-d2d-read-ce-NA-diagonal.txt")
+    cut = text[: text.index("370.51    371.67    371.67") + len("370.51    371.67")]
+    out = nvbandwidth.parse(cut)
+    test = out["tests"][D2D_READ]
+    assert test["status"] == "Incomplete"
+    assert test["matrix"][7] == [370.51, 371.67] + [None] * 6
+    assert test["sum"] is None
+    assert out["ok"] is False
+
+
 # --- unparseable input ---------------------------------------------------------------------------
 
 
