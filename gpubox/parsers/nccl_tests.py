@@ -8,6 +8,15 @@
 >>> out["ok"], out["rows"][0]["ip"]["time_us"], out["avg_busbw"]
 (True, 12.0, 2.05774)
 
+Keys: ``ok`` (a table was read, no failure line, no ``# error:``, OOB not FAILED, no non-zero
+``#wrong``), ``collective``, ``version`` (nccl-tests version or None), ``params`` (the
+``# nThread`` line: nthread, ngpus, min_bytes, max_bytes, step, step_kind "factor"/"bytes",
+warmup_iters, iters, ...; nccl_headers/nccl_library codes), ``ranks`` [{rank, group, pid, host,
+device, bus_id, name}], ``rows`` [{size, count, type, redop, root, oop, ip}] where oop/ip are
+{time_us, algbw, busbw, wrong} (None for ``N/A``; extra per-iteration columns keep their
+names), ``avg_busbw``, ``avg_busbw_ok`` (the ``-c`` check, when printed), ``oob`` {count, ok},
+``errors`` (failure lines as printed) and ``warnings`` (NCCL WARN lines, unknown lines, guesses).
+
 Columns are taken from the ``#  size  count  type ...`` header by name, so old tables (no
 ``redop``/``root``, ``error`` instead of ``#wrong``, ``bytes N type op ... res``) and new ones
 (``cputime``, per-iteration ``i_*`` columns, a trailing timestamp) all parse. A table without
