@@ -14,8 +14,9 @@ Keys: ``ok`` (a table was read, no failure line, no ``# error:``, OOB not FAILED
 warmup_iters, iters, ...; nccl_headers/nccl_library codes), ``ranks`` [{rank, group, pid, host,
 device, bus_id, name}], ``rows`` [{size, count, type, redop, root, oop, ip}] where oop/ip are
 {time_us, algbw, busbw, wrong} (None for ``N/A``; extra per-iteration columns keep their
-names), ``avg_busbw``, ``avg_busbw_ok`` (the ``-c`` check, when printed), ``oob`` {count, ok},
-``errors`` (failure lines as printed) and ``warnings`` (NCCL WARN lines, unknown lines, guesses).
+names), ``avg_busbw``, ``avg_busbw_ok`` (the NCCL_TESTS_MIN_BW check, when printed),
+``oob`` {count, ok}, ``errors`` (failure lines as printed) and ``warnings`` (NCCL WARN lines,
+unknown lines, guesses).
 
 Columns are taken from the ``#  size  count  type ...`` header by name, so old tables (no
 ``redop``/``root``, ``error`` instead of ``#wrong``, ``bytes N type op ... res``) and new ones
