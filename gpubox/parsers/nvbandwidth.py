@@ -12,10 +12,10 @@
 (True, 'Passed', 741.8, [None, 370.9])
 
 Keys: ``ok``, ``format`` ("text"/"json"), ``version``, ``git_version``, ``driver_version``,
-``cuda_runtime_version``, ``cuda_driver_version``, ``mpi_version``, ``devices`` [{index, name, bus_id} (+ host, device for multinode
-``Process N (host): device M: ...`` lines)], ``tests`` {name: {status, sum, matrix, unit,
-description, matrices}}, ``unnamed_waived`` (text output prints a bare ``Waived:`` without
-the test's name), ``errors``, ``warnings``.
+``cuda_runtime_version``, ``cuda_driver_version``, ``mpi_version``, ``devices`` [{index,
+name, bus_id} (+ host, device for multinode ``Process N (host): device M: ...`` lines)],
+``tests`` {name: {status, sum, matrix, unit, description, matrices}}, ``unnamed_waived``
+(text output prints a bare ``Waived:`` without the test's name), ``errors``, ``warnings``.
 
 Status in text output: ``Passed`` once a matrix was printed; ``Waived``/``Error``/``Not
 Found`` as printed; ``Error`` when an ASSERT/CUDA error/pattern-check failure interrupts the
