@@ -82,6 +82,7 @@ STATE_IN_TARGET = "/run/gpubox-sim"
 APT_ARCHIVES_IN_TARGET = "/var/cache/apt/archives"
 
 BOOT_TIMEOUT_S = 120.0
+HOST_KEY_TYPES = ("ed25519", "ecdsa")
 STOP_TIMEOUT_S = 30.0
 
 # Host binary -> Debian package that provides it.
@@ -812,10 +813,18 @@ def _passwd_ids(rootfs: Path, user: str) -> tuple[int, int] | None:
 def _first_boot_setup(target: Target) -> None:
     """Identity of a new target: host keys, machine-id, hostname (each only if missing)."""
     rootfs = target.rootfs
-    if not (rootfs / "etc/ssh/ssh_host_ed25519_key").exists():
-        subprocess.run(
-            ["ssh-keygen", "-q", "-A", "-f", str(rootfs)], check=True, capture_output=True
-        )
+    for kind in HOST_KEY_TYPES:  # no RSA: generating one takes ~1 s, and nothing needs it
+        key = rootfs / f"etc/ssh/ssh_host_{kind}_key"
+        if not key.exists():
+            for stale in (key, key.with_name(key.name + ".pub")):
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", f"root@{target.name}"]
+                + ["-f", str(key)],
+                check=True,
+                capture_output=True,
+            )
     machine_id = rootfs / "etc/machine-id"
     if not machine_id.exists() or len(machine_id.read_text().strip()) != 32:
         machine_id.write_text(os.urandom(16).hex() + "\n")
@@ -853,7 +862,8 @@ def _write_sshd_config(target: Target) -> None:
         "# written by gpubox sim up: the simulated node's sshd shares the host's network\n"
         f"Port {target.port}\n"
         "ListenAddress 127.0.0.1\n"
-        "PermitRootLogin prohibit-password\n"
+        + "".join(f"HostKey /etc/ssh/ssh_host_{kind}_key\n" for kind in HOST_KEY_TYPES)
+        + "PermitRootLogin prohibit-password\n"
         "PasswordAuthentication no\n"
         "UseDNS no\n",
     )
