@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -208,6 +210,7 @@ def test_scenario_switch(sim, node):
     assert sim.ssh(node["name"], read).stdout.strip() == t.DEFAULT_SCENARIO
 
 
+@pytest.mark.filterwarnings("ignore:Unknown ssh-ed25519 host key")
 def test_testinfra_and_pyinfra_connect(sim, node):
     import testinfra
 
@@ -392,3 +395,43 @@ def test_debootstrap_failure_explains_the_archive(tmp_path, monkeypatch):
     assert "must be reachable" in message and "Failed getting release file" in message
     assert not list((tmp_path / "cache").glob("base-*")), "a failed build left a half cache"
     assert not list((tmp_path / "cache").glob("build-*"))
+
+
+def test_killed_base_build_leaves_no_half_cache(tmp_path):
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "debootstrap").write_text('#!/bin/sh\nmkdir -p "$5"/etc\nexec sleep 60\n')
+    (fake / "debootstrap").chmod(0o755)
+    for tool in ("zstd", "tar"):
+        found = shutil.which(tool)
+        if found:
+            (fake / tool).symlink_to(found)
+    cache = tmp_path / "cache"
+    env = {**os.environ, "PATH": f"{fake}:{os.environ.get('PATH', '')}"}
+    env["GPUBOX_SIM_CACHE"] = str(cache)
+    build = subprocess.Popen(
+        [sys.executable, "-c", "from gpubox.sim import target; target.ensure_base(progress=None)"],
+        env=env,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not list(cache.glob("build-*/root/etc")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert list(cache.glob("build-*")), "the build never started"
+    finally:
+        os.killpg(build.pid, signal.SIGKILL)  # python and its debootstrap, mid-build
+        build.wait()
+    assert not list(cache.glob("base-*")), "a killed build left a (half) base"
+    # The next build clears the leftovers first (this one fails fast: archive unreachable).
+    (fake / "debootstrap").write_text("#!/bin/sh\necho 'E: unreachable'\nexit 1\n")
+    run = subprocess.run(
+        [sys.executable, "-c", "from gpubox.sim import target; target.ensure_base(progress=None)"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert "must be reachable" in run.stderr
+    assert not list(cache.glob("build-*")) and not list(cache.glob("base-*"))
