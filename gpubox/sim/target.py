@@ -644,6 +644,11 @@ def _save(target: Target, extra: dict | None = None) -> None:
     )
 
 
+def _require(name: str) -> None:
+    if not (_state_dir(name) / "target.json").is_file():
+        raise SimError(f"no simulated node named {name!r} (under {sim_home()})")
+
+
 def get_target(name: str) -> Target:
     """The target ``name`` (running or stopped); SimError if there is none."""
     loaded = _load(name)
@@ -1165,7 +1170,8 @@ def reboot(
     """Orderly stop + boot of the same root file system; the port stays the same."""
     say = progress or (lambda _message: None)
     check_host()
-    with _locked(sim_home() / f".{validate_name(name)}.lock"):
+    _require(name)
+    with _locked(sim_home() / f".{name}.lock"):
         loaded = _load(name)
         if loaded is None:
             raise SimError(f"no simulated node named {name!r} (under {sim_home()})")
@@ -1197,6 +1203,8 @@ def down(
     check_root()
     validate_name(name)
     state_dir = _state_dir(name)
+    if not state_dir.exists():
+        return False
     with _locked(sim_home() / f".{name}.lock"):
         loaded = _load(name)
         if loaded is not None:
@@ -1223,7 +1231,7 @@ def down(
         if purge and existed:
             say(f"deleting {state_dir}")
             _remove_tree(state_dir)
-    if purge:
+    if purge or not existed:
         with contextlib.suppress(FileNotFoundError):
             (sim_home() / f".{name}.lock").unlink()
     return existed
@@ -1233,7 +1241,8 @@ def set_scenario(name: str, scenario: str) -> Target:
     """Switch the target's scenario: replaced inside a running target at once (the next NVML
     process reads it); a stopped target gets it when it boots."""
     check_root()
-    with _locked(sim_home() / f".{validate_name(name)}.lock"):
+    _require(name)
+    with _locked(sim_home() / f".{name}.lock"):
         loaded = _load(name)
         if loaded is None:
             raise SimError(f"no simulated node named {name!r} (under {sim_home()})")
