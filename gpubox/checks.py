@@ -19,6 +19,7 @@ two places give the same verdicts. Hosts can be checked in parallel: ``-n auto -
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shlex
@@ -111,7 +112,11 @@ class Node:
 
 
 def hostspec_from_data(name: str, data: dict) -> str:
-    """A testinfra host spec for a pyinfra host's connection data (SSH only)."""
+    """A testinfra host spec for a pyinfra host's connection data (SSH only).
+
+    pyinfra's ``ssh_strict_host_key_checking`` / ``ssh_known_hosts_file`` carry over through a
+    small ssh_config, so testinfra verifies host keys exactly as the deploy did.
+    """
     if name.startswith("@local"):
         return "local://"
     address = data.get("ssh_hostname") or name
@@ -119,9 +124,31 @@ def hostspec_from_data(name: str, data: dict) -> str:
     spec = f"paramiko://{user}@{address}"
     if data.get("ssh_port"):
         spec += f":{data['ssh_port']}"
+    query = []
     if data.get("ssh_key"):
-        spec += f"?ssh_identity_file={data['ssh_key']}"
-    return spec
+        query.append(f"ssh_identity_file={data['ssh_key']}")
+    config = _ssh_config(data)
+    if config:
+        query.append(f"ssh_config={config}")
+    return spec + ("?" + "&".join(query) if query else "")
+
+
+def _ssh_config(data: dict) -> str | None:
+    lines = []
+    if str(data.get("ssh_strict_host_key_checking", "")).lower() in ("no", "off", "false"):
+        lines.append("StrictHostKeyChecking no")
+    if data.get("ssh_known_hosts_file"):
+        lines.append(f"UserKnownHostsFile {data['ssh_known_hosts_file']}")
+    if not lines:
+        return None
+    import tempfile
+
+    text = "Host *\n" + "".join(f"  {line}\n" for line in lines)
+    fd, path = tempfile.mkstemp(prefix="gpubox-ssh-", suffix=".config")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    atexit.register(lambda: os.path.exists(path) and os.unlink(path))
+    return path
 
 
 # ---- pytest hooks -----------------------------------------------------------------------------

@@ -13,11 +13,13 @@ import sys
 
 # name -> (module, one-line help). The single list of subcommands.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("gpubox.commands.demo_cmd", "boot a simulated node, deploy to it and check it"),
     "spec": ("gpubox.commands.spec_cmd", "validate inventory hosts and print their node spec"),
     "sim": ("gpubox.sim.cli", "boot, reboot, list and stop simulated GPU nodes"),
     "probe": ("gpubox.commands.probe_cmd", "take an NVML snapshot of this node"),
     "clocks": ("gpubox.commands.clocks_cmd", "lock, reset or show GPU clocks through NVML"),
     "parse": ("gpubox.parsers.cli", "parse a benchmark tool's output into JSON"),
+    "manifest": ("gpubox.commands.manifest_cmd", "write or check the node's install manifest"),
 }
 
 

@@ -428,6 +428,31 @@ class Limits:
     )
 
 
+def _hex4(value, path, host):
+    if isinstance(value, str) and re.fullmatch(r"[0-9a-fA-F]{4}", value):
+        return value.lower()
+    raise SpecError(host, path, value, "a 4-digit hex PCI vendor id like 10b5")
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Optional fixes for P2P behind PCIe switches; off by default (they change boot settings)."""
+
+    iommu_passthrough: bool = field(
+        default=False,
+        metadata=_doc("add `iommu=pt` to the kernel command line (GRUB); reboot to apply"),
+    )
+    disable_acs: bool = field(
+        default=False, metadata=_doc("clear ACS on the PCIe switch ports at every boot (setpci)")
+    )
+    acs_switch_vendor: str = field(
+        default="10b5",
+        metadata=_doc(
+            "PCI vendor id of the switches for `disable_acs` (10b5: PLX/Broadcom)", convert=_hex4
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class NodeSpec:
     """Everything gpubox expects of one node. Build it with :meth:`from_data`."""
@@ -457,6 +482,7 @@ class NodeSpec:
     clocks: Clocks = field(default=Clocks(), metadata=_doc("clock locks applied at every boot"))
     floors: Floors = field(default=Floors(), metadata=_doc("bandwidth floors"))
     limits: Limits = field(default=Limits(), metadata=_doc("thermal and power ceilings"))
+    tuning: Tuning = field(default=Tuning(), metadata=_doc("optional PCIe P2P fixes"))
 
     # ---- construction --------------------------------------------------------------------
 

@@ -16,13 +16,23 @@ def configure(parser):
     parser.add_argument(
         "--reference", action="store_true", help="print every spec field, its default and meaning"
     )
+    parser.add_argument(
+        "--update",
+        metavar="FILE",
+        help="with --reference: rewrite the reference inside FILE "
+        "(between <!-- spec-reference:start --> and <!-- spec-reference:end -->)",
+    )
 
 
 def run(args) -> int:
     from gpubox import inventory, spec
 
     if args.reference:
-        print(spec.reference_markdown(), end="")
+        if args.update:
+            _update(args.update, spec.reference_markdown())
+            print(f"{args.update}: inventory reference updated")
+        else:
+            print(spec.reference_markdown(), end="")
         return 0
     if not args.inventory:
         raise CliError("give an inventory file (e.g. inventories/home.py) or --reference")
@@ -41,3 +51,17 @@ def run(args) -> int:
                 f"({s.software.source}, {s.software.os}), NVLink {s.nvlink}, clock lock {lock}"
             )
     return 0
+
+
+START, END = "<!-- spec-reference:start -->\n", "<!-- spec-reference:end -->"
+
+
+def _update(path: str, table: str) -> None:
+    with open(path) as f:
+        text = f.read()
+    if START not in text or END not in text:
+        raise CliError(f"{path} has no {START.strip()} ... {END} markers")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    with open(path, "w") as f:
+        f.write(f"{head}{START}\n{table}\n{END}{tail}")

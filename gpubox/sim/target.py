@@ -734,6 +734,30 @@ def _install_library(rootfs: Path) -> None:
     os.replace(tmp, dest)
 
 
+HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
+
+
+def _install_host_cas(rootfs: Path, source: Path = HOST_CA_DIR) -> None:
+    """Trust the certificate authorities the host added locally (a TLS-inspecting proxy, a
+    company CA), as a real node on the same network would: the deploy fetches from PyPI."""
+    certs = sorted(source.rglob("*.crt")) if source.is_dir() else []
+    dest = rootfs / "usr/local/share/ca-certificates/gpubox-host"
+    current = sorted(dest.glob("*.crt")) if dest.is_dir() else []
+    if [c.read_bytes() for c in certs] == [c.read_bytes() for c in current]:
+        return
+    _remove_tree(dest)
+    if not certs:
+        return
+    dest.mkdir(parents=True)
+    for i, cert in enumerate(certs):
+        shutil.copyfile(cert, dest / f"{i:02d}-{cert.name}")
+    result = subprocess.run(
+        ["chroot", str(rootfs), "update-ca-certificates"], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise SimError(f"update-ca-certificates in the target failed: {result.stderr.strip()}")
+
+
 # ----- preparing a root file system ---------------------------------------------------------
 
 
@@ -1150,6 +1174,7 @@ def up(
             _ensure_key(target)
             _install_library(target.rootfs)
             _install_scenario(target.rootfs, target.scenario)
+            _install_host_cas(target.rootfs)
             _save(target)
             say(f"booting {name}")
             _boot(target, say, timeout, keep_port=loaded is not None)

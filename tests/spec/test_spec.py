@@ -382,5 +382,5 @@ def test_reference_covers_every_field_and_the_readme_shows_it():
         assert needle in paths
     readme = (ROOT / "README.md").read_text()
     assert reference_markdown() in readme, (
-        "README's inventory reference is stale: regenerate it with `gpubox spec --reference`"
+        "README's inventory reference is stale: regenerate it with `gpubox spec --reference --update README.md`"
     )

@@ -1,0 +1,107 @@
+"""The NVIDIA driver: pinned and held, nouveau out of the way, persistence daemon enabled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyinfra import host, logger
+from pyinfra.api import deploy
+from pyinfra.facts.server import Command, Which
+from pyinfra.operations import apt, files, python, server, systemd
+
+from gpubox.spec import NodeSpec
+from tasks.ops import apt_pinned, verified_download
+from tasks.platforms import platform
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+PIN_FILE = "/etc/apt/preferences.d/gpubox-nvidia.pref"
+
+
+@deploy("NVIDIA driver")
+def nvidia_driver(spec: NodeSpec):
+    """Install the spec's exact driver from its source, hold it, blacklist nouveau.
+
+    Example::
+
+        nvidia_driver(spec)   # spec.software.driver_version = "550.163.01", source "debian"
+    """
+    plat = platform(spec)
+    sources_changed = _apt_sources(spec, plat)
+    pins = {**plat.driver, **plat.cuda, **plat.nccl, **plat.samples_package}
+    pin = files.template(
+        name="apt pins for the NVIDIA stack",
+        src=str(TEMPLATES / "nvidia-apt-pin.pref.j2"),
+        dest=PIN_FILE,
+        packages=pins,
+        source=spec.software.source,
+    )
+    apt.update(
+        name="apt update (sources or pins changed)",
+        _if=lambda: sources_changed() or pin.did_change(),
+    )
+    blacklist = files.template(
+        name="blacklist nouveau",
+        src=str(TEMPLATES / "blacklist-nouveau.conf.j2"),
+        dest="/etc/modprobe.d/gpubox-blacklist-nouveau.conf",
+    )
+    if host.get_fact(Which, command="update-initramfs"):
+        server.shell(
+            name="rebuild the initramfs without nouveau",
+            commands=["update-initramfs -u"],
+            _if=blacklist.did_change,
+        )
+    if spec.software.build_kernel_modules:
+        apt_pinned(
+            name="kernel headers (DKMS builds the modules)",
+            packages=plat.kernel_headers,
+            hold=False,
+        )
+    driver = apt_pinned(name=f"driver {spec.software.driver_version}", packages=plat.driver)
+    systemd.service(
+        name="enable nvidia-persistenced",
+        service="nvidia-persistenced.service",
+        enabled=True,
+        running=None,  # starts at boot; in a node without a loaded driver it cannot run yet
+    )
+    python.call(
+        name="say that a reboot is needed",
+        function=lambda: logger.warning(
+            f"{host.name}: the NVIDIA driver changed: reboot the node to load it"
+            + ("" if spec.software.reboot else " (software.reboot is off, so gpubox will not)")
+        ),
+        _if=driver.did_change,
+    )
+    if spec.software.reboot:
+        server.reboot(
+            name="reboot to load the new driver", reboot_timeout=600, _if=driver.did_change
+        )
+    return driver
+
+
+def _apt_sources(spec: NodeSpec, plat):
+    """Make the packages reachable; returns a callable telling whether sources changed."""
+    if spec.software.source == "debian":
+        configured = host.get_fact(
+            Command,
+            command="grep -rhsE '^[^#]*non-free( |$)|^Components:.*non-free( |$)' "
+            "/etc/apt/sources.list /etc/apt/sources.list.d/ | head -1 || true",
+        )
+        if configured:
+            return lambda: False
+        op = files.template(
+            name="Debian contrib/non-free sources",
+            src=str(TEMPLATES / "debian-nonfree.sources.j2"),
+            dest="/etc/apt/sources.list.d/gpubox-debian-nonfree.sources",
+            mirror="http://deb.debian.org/debian",
+            suite="trixie",
+        )
+        return op.did_change
+    deb = "/var/cache/gpubox/cuda-keyring_1.1-1_all.deb"
+    download = verified_download(
+        name="NVIDIA CUDA repository keyring (sha256-verified)",
+        url=plat.keyring_url,
+        dest=deb,
+        sha256=plat.keyring_sha256,
+    )
+    install = apt.deb(name="install cuda-keyring", src=deb)
+    return lambda: download.did_change() or install.did_change()

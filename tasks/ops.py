@@ -1,0 +1,148 @@
+"""gpubox's own pyinfra operations and facts: the few things pyinfra's stock operations don't do.
+
+Like pyinfra's operations, each reads facts first and yields commands only when something must
+change, so a second deploy yields nothing:
+
+* :func:`apt_pinned`: install packages at version *patterns* (``nvidia-driver=550.163.01-*``)
+  and hold them; stock ``apt.packages`` compares exact versions only.
+* :func:`verified_download`: download into a temporary file, compare sha256, and only then move
+  into place; a mismatch stops the deploy showing both hashes and leaves nothing behind.
+* :func:`build_once`: run a build script into a versioned folder unless a stamp file records the
+  same inputs; builds land in a temporary folder and are renamed, so a killed build is redone.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import shlex
+
+from pyinfra import host
+from pyinfra.api import FactBase, StringCommand, operation
+from pyinfra.api.exceptions import OperationError
+from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.files import File, Sha256File
+
+APT_ENV = "DEBIAN_FRONTEND=noninteractive"
+APT_INSTALL = (
+    f"{APT_ENV} apt-get install -y --allow-downgrades --allow-change-held-packages "
+    "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
+)
+
+
+class HeldPackages(FactBase):
+    """Packages marked held (``apt-mark showhold``)."""
+
+    default = set
+
+    def command(self):
+        return "apt-mark showhold 2>/dev/null || true"
+
+    def process(self, output):
+        return {line.strip() for line in output if line.strip()}
+
+
+class FileText(FactBase):
+    """A small file's text, or None when it does not exist."""
+
+    def command(self, path):
+        q = shlex.quote(path)
+        return f"test -f {q} && cat {q} || true"
+
+    def process(self, output):
+        return "\n".join(output) if output else None
+
+
+@operation()
+def apt_pinned(packages: dict[str, str], hold: bool = True):
+    """Install each package at a version matching its pattern, then hold it.
+
+    + packages: ``{name: version pattern}``, e.g. ``{"nvidia-driver": "550.163.01-*"}``
+    + hold: ``apt-mark hold`` them, so ``apt upgrade`` cannot move them
+
+    **Example:**
+
+    .. code:: python
+
+        apt_pinned(name="NCCL", packages={"libnccl2": "2.22.3-*", "libnccl-dev": "2.22.3-*"})
+    """
+    installed = host.get_fact(DebPackages)
+    wrong = []
+    for name, pattern in packages.items():
+        versions = installed.get(name, set())
+        if not any(fnmatch.fnmatchcase(v, pattern) for v in versions):
+            wrong.append(f"{name}={pattern}")
+    if wrong:
+        yield f"{APT_INSTALL} " + " ".join(shlex.quote(w) for w in wrong)
+    if hold:
+        held = host.get_fact(HeldPackages)
+        unheld = sorted(set(packages) - held)
+        if unheld:
+            yield "apt-mark hold " + " ".join(unheld)
+
+
+@operation()
+def verified_download(url: str, dest: str, sha256: str, mode: str = "644"):
+    """Download ``url`` to ``dest`` only if ``dest`` is missing or its sha256 differs.
+
+    + url: where to download from
+    + dest: final path on the node
+    + sha256: the pinned hash; a mismatch fails with both hashes and removes the download
+
+    **Example:**
+
+    .. code:: python
+
+        verified_download(url="https://example.org/x-1.0.tar.gz", dest="/opt/src/x-1.0.tar.gz",
+                          sha256="9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")
+    """
+    if host.get_fact(File, path=dest) and host.get_fact(Sha256File, path=dest) == sha256:
+        return
+    tmp = f"{dest}.part"
+    script = (
+        "set -e; "
+        f"mkdir -p {shlex.quote(dest.rsplit('/', 1)[0])}; "
+        f"rm -f {shlex.quote(tmp)}; "
+        f"if command -v curl >/dev/null; then curl -sSLf --retry 3 -o {shlex.quote(tmp)} "
+        f"{shlex.quote(url)}; else wget -q -O {shlex.quote(tmp)} {shlex.quote(url)}; fi; "
+        f"got=$(sha256sum {shlex.quote(tmp)} | cut -d' ' -f1); "
+        f'if [ "$got" != {shlex.quote(sha256)} ]; then rm -f {shlex.quote(tmp)}; '
+        f'echo "gpubox: sha256 mismatch for {url}: expected {sha256}, got $got; nothing was '
+        f'installed from it" >&2; exit 1; fi; '
+        f"chmod {mode} {shlex.quote(tmp)}; mv -f {shlex.quote(tmp)} {shlex.quote(dest)}"
+    )
+    yield StringCommand("sh", "-c", shlex.quote(script))
+
+
+@operation()
+def build_once(stamp: str, inputs: dict, script: str, prefix: str):
+    """Run ``script`` (sh) to build into ``prefix`` unless ``stamp`` records the same ``inputs``.
+
+    The script builds into ``$STAGE`` (a fresh temporary folder next to ``prefix``); when it
+    succeeds the stage is renamed to ``prefix`` and the stamp written, so an interrupted build is
+    simply redone on the next deploy and a half-built tree is never used.
+
+    **Example:**
+
+    .. code:: python
+
+        build_once(stamp="/opt/gpubox/tools/x/.stamp.json", inputs={"version": "1.0"},
+                   script="make -C /opt/src/x && cp /opt/src/x/bin/* $STAGE/",
+                   prefix="/opt/gpubox/tools/x")
+    """
+    wanted = json.dumps(inputs, sort_keys=True)
+    current = host.get_fact(FileText, path=stamp)
+    if current is not None and current.strip() == wanted:
+        return
+    stage = f"{prefix}.stage"
+    body = (
+        "set -e; "
+        f"rm -rf {shlex.quote(stage)}; mkdir -p {shlex.quote(stage)}; "
+        f"export STAGE={shlex.quote(stage)}; "
+        f"( {script} ); "
+        f"printf '%s\\n' {shlex.quote(wanted)} > {shlex.quote(stage)}/{shlex.quote(stamp.rsplit('/', 1)[1])}; "
+        f"rm -rf {shlex.quote(prefix)}; mv {shlex.quote(stage)} {shlex.quote(prefix)}"
+    )
+    if not stamp.startswith(prefix + "/"):
+        raise OperationError(f"build_once: stamp {stamp} must live inside {prefix}")
+    yield StringCommand("sh", "-c", shlex.quote(body))

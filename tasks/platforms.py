@@ -1,0 +1,93 @@
+"""Where each piece comes from, per install source and OS: package names and version patterns.
+
+The spec says *which versions*; this table says *how each OS spells them*. One place, so a new
+OS release is one entry here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gpubox.spec import CUDA_KEYRING_SHA256, NodeSpec
+
+
+@dataclass(frozen=True)
+class Platform:
+    driver: dict[str, str]  # package -> version pattern
+    kernel_headers: dict[str, str]
+    cuda: dict[str, str]
+    nccl: dict[str, str]
+    build: dict[str, str]  # compilers and tools, from the OS, not pinned beyond the release
+    cuda_home: str
+    cxx: str
+    python: str  # interpreter for gpubox's venv on the node
+    samples_package: dict[str, str]  # packaged cuda-samples sources ({} = download upstream)
+    samples_root: str | None  # where the packaged sources live
+    keyring_url: str | None = None
+    keyring_sha256: str | None = None
+
+
+def _xy(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def platform(spec: NodeSpec) -> Platform:
+    sw = spec.software
+    driver, cuda, nccl = sw.driver_version, sw.cuda_version, sw.nccl_version
+    if sw.source == "debian":  # Debian 13, non-free + contrib
+        return Platform(
+            driver={
+                "nvidia-driver": f"{driver}-*",
+                "nvidia-smi": f"{driver}-*",
+                "libnvidia-ml1": f"{driver}-*",
+                "nvidia-persistenced": f"{driver}-*",
+            },
+            kernel_headers={"linux-headers-amd64": "*"},
+            cuda={
+                "nvidia-cuda-toolkit": f"{cuda}~*",
+                "nvidia-cuda-dev": f"{cuda.rsplit('.', 1)[0]}*",
+            },
+            nccl={"libnccl2": f"{nccl}-*", "libnccl-dev": f"{nccl}-*"},
+            # CUDA 12.4's nvcc accepts gcc up to 13; Debian 13's default g++ is 14.
+            build={"g++-13": "*", "make": "*", "python3-venv": "*", "curl": "*"},
+            cuda_home="/usr",
+            cxx="g++-13",
+            python="python3",
+            samples_package={"nvidia-cuda-samples": f"{_xy(cuda)}*"},
+            samples_root="/usr/share/doc/nvidia-cuda-toolkit/examples",
+        )
+    repo = {"ubuntu-24.04": "ubuntu2404", "ubuntu-22.04": "ubuntu2204", "debian-12": "debian12"}[
+        sw.os
+    ]
+    branch = driver.split(".")[0]
+    cuda_xy = _xy(cuda)
+    headers = "linux-headers-amd64" if sw.os.startswith("debian") else "linux-headers-generic"
+    return Platform(
+        driver={f"cuda-drivers-{branch}": f"{driver}-*", "cuda-drivers": f"{driver}-*"},
+        kernel_headers={headers: "*"},
+        cuda={f"cuda-toolkit-{cuda_xy.replace('.', '-')}": f"{cuda}-*"},
+        nccl={"libnccl2": f"{nccl}-*+cuda{cuda_xy}", "libnccl-dev": f"{nccl}-*+cuda{cuda_xy}"},
+        build={
+            "g++": "*",
+            "make": "*",
+            "curl": "*",
+            # Ubuntu 22.04's python3 is 3.10; gpubox needs 3.11 (jammy universe has it).
+            **({"python3.11-venv": "*"} if sw.os == "ubuntu-22.04" else {"python3-venv": "*"}),
+        },
+        cuda_home=f"/usr/local/cuda-{cuda_xy}",
+        cxx="g++",
+        python="python3.11" if sw.os == "ubuntu-22.04" else "python3",
+        samples_package={},
+        samples_root=None,
+        keyring_url=(
+            f"https://developer.download.nvidia.com/compute/cuda/repos/{repo}/x86_64/"
+            "cuda-keyring_1.1-1_all.deb"
+        ),
+        keyring_sha256=CUDA_KEYRING_SHA256[sw.os],
+    )
+
+
+def gencode(spec: NodeSpec) -> str:
+    """``-gencode=arch=compute_80,code=sm_80`` for compute capability 8.0."""
+    cc = spec.software.compute_capability.replace(".", "")
+    return f"-gencode=arch=compute_{cc},code=sm_{cc}"
