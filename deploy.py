@@ -25,11 +25,13 @@ from tasks.pcie_tuning import pcie_tuning  # noqa: E402
 
 spec = NodeSpec.from_data(host.data.dict(), host=host.name)
 
-node_spec(spec)
 driver = nvidia_driver(spec)
 cuda_and_nccl(spec)
 nccl_tests(spec)
 bandwidth_tools(spec)
+# The spec lands on the node only after every download verified and every build succeeded, so a
+# deploy stopped by a bad checksum leaves the node's recorded spec as it was.
+node_spec(spec)
 gpubox_venv(spec)
 pcie_tuning(spec)
 clock_lock(spec, driver_changed=driver.did_change)

@@ -62,3 +62,19 @@ def test_remapped_rows(request, node, gpu, snapshot):
 
 def test_xid(request, node, gpu, snapshot):
     check(request, judge.xid(node.spec, snapshot, gpu))
+
+
+def test_manifest(request, node):
+    """The reproducible-rebuild guarantee: the node is exactly what its spec pins."""
+    import json
+
+    from gpubox.manifest import MANIFEST
+
+    f = node.host.file(MANIFEST)
+    doc = json.loads(f.content_string) if f.exists else None
+    names = sorted((doc or {}).get("packages", {}))
+    live = {}
+    if names:
+        out = node.host.run("dpkg-query -W -f '${Package}\\t${Version}\\n' " + " ".join(names))
+        live = dict(line.split("\t", 1) for line in out.stdout.splitlines() if "\t" in line)
+    check(request, judge.manifest(node.spec, doc, live))

@@ -112,10 +112,12 @@ def gpu_count(spec: NodeSpec, snap: dict) -> Verdict:
         if (found or 0) < want
         else "more GPUs than the spec lists: update gpu_count and gpus"
     )
+    missing = [label(spec, i) for i in range(want) if find_gpu(spec, snap, i) is None]
+    absent = f" (not found: {', '.join(missing)})" if missing else ""
     return _fail(
         "gpu_count",
         "node",
-        f"{host}: NVML shows {found} GPUs, expected {want}: {hint}",
+        f"{host}: NVML shows {found} GPUs, expected {want}{absent}: {hint}",
         want,
         found,
     )
@@ -491,3 +493,62 @@ def clock_unit(spec: NodeSpec, enabled: bool, active: bool, status: str = "") ->
         {"enabled": True, "active": True},
         found,
     )
+
+
+def _diff_paths(a, b, prefix="") -> list[str]:
+    """Dotted paths where two JSON-like values differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b)):
+            out += _diff_paths(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
+        return out
+    return [] if a == b else [prefix or "<root>"]
+
+
+def manifest(spec: NodeSpec, doc: dict | None, live: dict[str, str | None]) -> Verdict:
+    """The install manifest matches this spec, and the live package versions match the manifest.
+
+    ``live`` maps each manifest package to the version ``dpkg-query`` reports now.
+    """
+    check, host = "manifest", spec.host
+    if doc is None:
+        return _fail(
+            check,
+            "node",
+            f"{host}: no /etc/gpubox/manifest.json, expected the deploy's "
+            "install manifest: the node was not deployed by gpubox (or the deploy did not "
+            "finish): run the deploy",
+            "manifest",
+            None,
+        )
+    problems = []
+    drift = _diff_paths({"host": spec.host, **spec.to_data()}, doc.get("spec") or {})
+    if drift:
+        problems.append(f"deployed from a different spec ({', '.join(drift[:5])} differ)")
+    for name, entry in sorted(doc.get("packages", {}).items()):
+        if not entry.get("matches"):
+            problems.append(
+                f"{name} {entry.get('installed')} does not match the pin {entry.get('pattern')}"
+            )
+        elif live.get(name) != entry.get("installed"):
+            problems.append(
+                f"{name} is now {live.get(name)}, the deploy installed {entry.get('installed')}"
+            )
+    for d in doc.get("downloads", []):
+        if d.get("found_sha256") != d.get("sha256"):
+            problems.append(f"{d['path']} sha256 {d.get('found_sha256')}, pinned {d['sha256']}")
+    for b in doc.get("builds", []):
+        if not b.get("inputs") or not b.get("binaries"):
+            problems.append(f"build {b['path']} is missing or incomplete")
+    if problems:
+        return _fail(
+            check,
+            "node",
+            f"{host}: {'; '.join(problems)}, expected the node to be exactly "
+            "what its spec pins: something changed outside the deploy (apt, a manual "
+            "install) or the spec changed since: re-run the deploy",
+            "as pinned",
+            problems,
+        )
+    n = len(doc.get("packages", {}))
+    return _pass(check, "node", f"{host}: {n} pinned packages, downloads and builds match the spec")

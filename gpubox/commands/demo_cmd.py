@@ -48,12 +48,7 @@ def run(args) -> int:
     except target.SimError as exc:
         raise CliError(str(exc)) from None
     server = standin.Server(port=STANDIN_PORT)
-    env = {
-        **os.environ,
-        "GPUBOX_NCCL_TESTS_URL": server.url,
-        "GPUBOX_NCCL_TESTS_SHA256": server.sha256,
-        "GPUBOX_NCCL_TESTS_VERSION": standin.VERSION,
-    }
+    env = {**os.environ, **server.env()}
     try:
         _step(
             "deploy: pyinfra inventories/sim.py deploy.py (first run on a machine: ~2 GB of packages)"

@@ -20,12 +20,12 @@ SOURCE = Path(__file__).resolve().parent / "standin" / "nccl-tests"
 VERSION = "0.0.0-standin"
 
 
-def tarball() -> bytes:
+def tarball(version: str = VERSION) -> bytes:
     """A byte-for-byte reproducible ``nccl-tests-VERSION.tar.gz`` of the stand-in source."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path in sorted(p for p in SOURCE.rglob("*") if p.is_file()):
-            info = tarfile.TarInfo(f"nccl-tests-{VERSION}/{path.relative_to(SOURCE)}")
+            info = tarfile.TarInfo(f"nccl-tests-{version}/{path.relative_to(SOURCE)}")
             data = path.read_bytes()
             info.size, info.mode, info.mtime = len(data), 0o644, 0
             tar.addfile(info, io.BytesIO(data))
@@ -35,9 +35,10 @@ def tarball() -> bytes:
 class Server:
     """Serves the stand-in tarball (or any bytes) at ``url`` until :meth:`stop`."""
 
-    def __init__(self, data: bytes | None = None, name: str | None = None, port: int = 0):
-        self.data = tarball() if data is None else data
-        self.name = name or f"nccl-tests-{VERSION}.tar.gz"
+    def __init__(self, version: str = VERSION, port: int = 0, data: bytes | None = None):
+        self.version = version
+        self.data = tarball(version) if data is None else data
+        self.name = f"nccl-tests-{version}.tar.gz"
         self.sha256 = hashlib.sha256(self.data).hexdigest()
         body, filename = self.data, self.name
 
@@ -62,7 +63,15 @@ class Server:
 
     def spec_data(self) -> dict:
         """The ``software.nccl_tests`` entry pointing at this server."""
-        return {"version": VERSION, "sha256": self.sha256, "url": self.url}
+        return {"version": self.version, "sha256": self.sha256, "url": self.url}
+
+    def env(self, sha256: str | None = None) -> dict[str, str]:
+        """The variables ``inventories/sim.py`` reads to use this release (``sha256`` overrides)."""
+        return {
+            "GPUBOX_NCCL_TESTS_URL": self.url,
+            "GPUBOX_NCCL_TESTS_SHA256": sha256 or self.sha256,
+            "GPUBOX_NCCL_TESTS_VERSION": self.version,
+        }
 
     def stop(self) -> None:
         self._httpd.shutdown()

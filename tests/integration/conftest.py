@@ -7,23 +7,15 @@ deployed node and every test leaves it as it found it (healthy scenario, lock ap
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from gpubox.sim import target
 from gpubox.sim.standin import Server
-
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-STANDIN_PORT = 38799  # fixed, so the node spec (which records the URL) is the same every run
-HEALTHY = "pg199-quad-debian13"
-
-pytestmark = pytest.mark.sim
+from gpubox.sim.testing import BIN, HEALTHY, STANDIN_PORT, deploy
 
 
 def gpubox(*args, env=None, check=True, timeout=600) -> subprocess.CompletedProcess:
@@ -39,13 +31,18 @@ def gpubox(*args, env=None, check=True, timeout=600) -> subprocess.CompletedProc
 
 @pytest.fixture(scope="session")
 def sim_home(tmp_path_factory):
-    """A private GPUBOX_SIM_HOME for the session; every target in it is purged at the end."""
-    home = tmp_path_factory.mktemp("gpubox-sim")
+    """A private GPUBOX_SIM_HOME for the session; every target in it is purged at the end.
+
+    ``GPUBOX_TEST_KEEP_NODE=DIR`` keeps the deployed node in DIR between sessions (stopped, not
+    purged), for quick iterations while developing; CI never sets it.
+    """
+    keep = os.environ.get("GPUBOX_TEST_KEEP_NODE")
+    home = Path(keep) if keep else tmp_path_factory.mktemp("gpubox-sim")
     old = os.environ.get("GPUBOX_SIM_HOME")
     os.environ["GPUBOX_SIM_HOME"] = str(home)
     yield home
     for t in target.list_targets():
-        target.down(t.name, purge=True)
+        target.down(t.name, purge=not keep)
     if old is None:
         os.environ.pop("GPUBOX_SIM_HOME", None)
     else:
@@ -62,31 +59,7 @@ def standin():
 @pytest.fixture(scope="session")
 def deploy_env(sim_home, standin):
     """Environment for ``pyinfra inventories/sim.py deploy.py`` against the session's node."""
-    return {
-        **os.environ,
-        "GPUBOX_SIM_HOME": str(sim_home),
-        "GPUBOX_NCCL_TESTS_URL": standin.url,
-        "GPUBOX_NCCL_TESTS_SHA256": standin.sha256,
-        "GPUBOX_NCCL_TESTS_VERSION": "0.0.0-standin",
-    }
-
-
-def deploy(env, *extra, timeout=1800) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(BIN / "pyinfra"), "-y", "inventories/sim.py", "deploy.py", *extra],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def changed_ops(result: subprocess.CompletedProcess) -> list[str]:
-    """Names of the operations a ``--json`` deploy reports as changed."""
-    start = result.stdout.index('{"plan"')
-    doc, _ = json.JSONDecoder().raw_decode(result.stdout[start:])
-    return [op["name"] for op in doc["results"]["operations"] if op["success"]]
+    return {**os.environ, "GPUBOX_SIM_HOME": str(sim_home), **standin.env()}
 
 
 @pytest.fixture(scope="session")
@@ -99,39 +72,3 @@ def node(sim_home, deploy_env):
     )
     booted.first_deploy = first
     return booted
-
-
-def ssh(t, command: str, check=True) -> subprocess.CompletedProcess:
-    result = subprocess.run(t.ssh_command(command), capture_output=True, text=True, timeout=300)
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"{command!r} on {t.name} exited {result.returncode}:\n{result.stderr}"
-        )
-    return result
-
-
-def run_checks(env, *args, results: Path, marker="quick") -> tuple[int, dict]:
-    """``pytest checks/ --inventory inventories/sim.py`` as a user runs it; (exit code, results)."""
-    cmd = [
-        str(BIN / "pytest"),
-        "checks/",
-        "-m",
-        marker,
-        "--inventory",
-        "inventories/sim.py",
-        "-p",
-        "no:cacheprovider",
-        "-q",
-        "--results-json",
-        str(results),
-        "--junitxml",
-        str(results.with_suffix(".xml")),
-        *args,
-    ]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert results.is_file(), f"no results written:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
-    return proc.returncode, json.loads(results.read_text())
-
-
-def failed_ids(results: dict) -> set[str]:
-    return {c["id"].split("::")[-1] for c in results["checks"] if c["outcome"] == "failed"}
