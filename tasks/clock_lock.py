@@ -39,7 +39,8 @@ def clock_lock(spec: NodeSpec, driver_changed=lambda: False):
         spec_path=NODE_SPEC,
     )
     systemd.daemon_reload(name="systemd daemon-reload", _if=unit.did_change)
-    systemd.service(name=f"enable {CLOCK_UNIT}", service=CLOCK_UNIT, enabled=True)
+    # running=None: enabling must not start it; starting is decided below (not before a reboot).
+    systemd.service(name=f"enable {CLOCK_UNIT}", service=CLOCK_UNIT, enabled=True, running=None)
     systemd.service(
         name=f"apply the lock now ({CLOCK_UNIT})",
         service=CLOCK_UNIT,

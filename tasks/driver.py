@@ -27,7 +27,7 @@ def nvidia_driver(spec: NodeSpec):
     """
     plat = platform(spec)
     sources_changed = _apt_sources(spec, plat)
-    pins = {**plat.driver, **plat.cuda, **plat.nccl, **plat.samples_package}
+    pins = {**plat.driver_globs, **plat.driver, **plat.cuda, **plat.nccl, **plat.samples_package}
     pin = files.template(
         name="apt pins for the NVIDIA stack",
         src=str(TEMPLATES / "nvidia-apt-pin.pref.j2"),

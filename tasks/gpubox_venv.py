@@ -8,6 +8,7 @@ locked dependencies with their sha256s from ``uv.lock``; the node installs them 
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import shutil
 import subprocess
@@ -34,6 +35,7 @@ def artifacts() -> tuple[Path, str]:
     if uv is None:
         raise PyinfraError("the deploy needs `uv` on the controller to build gpubox for the node")
     out = Path(tempfile.mkdtemp(prefix="gpubox-wheel-"))
+    atexit.register(shutil.rmtree, out, True)  # the wheel is uploaded by then
     build = subprocess.run(
         [uv, "build", "--wheel", "--out-dir", str(out), str(ROOT)], capture_output=True, text=True
     )

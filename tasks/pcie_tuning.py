@@ -63,7 +63,10 @@ def pcie_tuning(spec: NodeSpec):
         )
         systemd.daemon_reload(name="systemd daemon-reload", _if=unit.did_change)
         systemd.service(
-            name="enable gpubox-acs-off", service="gpubox-acs-off.service", enabled=True
+            name="enable gpubox-acs-off (runs at the next boot)",
+            service="gpubox-acs-off.service",
+            enabled=True,
+            running=None,
         )
     else:
         unit = files.file(name="no ACS-off unit", path=ACS_UNIT, present=False)

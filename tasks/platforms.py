@@ -14,6 +14,9 @@ from gpubox.spec import CUDA_KEYRING_SHA256, NodeSpec
 @dataclass(frozen=True)
 class Platform:
     driver: dict[str, str]  # package -> version pattern
+    # Pin-file-only patterns: every package of the driver branch, so meta-packages that depend
+    # with `>=` (NVIDIA's cuda-drivers-NNN) cannot pull a newer build of its parts.
+    driver_globs: dict[str, str]
     kernel_headers: dict[str, str]
     cuda: dict[str, str]
     nccl: dict[str, str]
@@ -42,6 +45,11 @@ def platform(spec: NodeSpec) -> Platform:
                 "libnvidia-ml1": f"{driver}-*",
                 "nvidia-persistenced": f"{driver}-*",
             },
+            driver_globs={
+                "nvidia-*": f"{driver}-*",
+                "libnvidia-*": f"{driver}-*",
+                "libcuda*": f"{driver}-*",
+            },
             kernel_headers={"linux-headers-amd64": "*"},
             cuda={
                 "nvidia-cuda-toolkit": f"{cuda}~*",
@@ -64,6 +72,11 @@ def platform(spec: NodeSpec) -> Platform:
     headers = "linux-headers-amd64" if sw.os.startswith("debian") else "linux-headers-generic"
     return Platform(
         driver={f"cuda-drivers-{branch}": f"{driver}-*", "cuda-drivers": f"{driver}-*"},
+        driver_globs={
+            "nvidia-*": f"{driver}-*",
+            "libnvidia-*": f"{driver}-*",
+            "xserver-xorg-video-nvidia-*": f"{driver}-*",
+        },
         kernel_headers={headers: "*"},
         cuda={f"cuda-toolkit-{cuda_xy.replace('.', '-')}": f"{cuda}-*"},
         nccl={"libnccl2": f"{nccl}-*+cuda{cuda_xy}", "libnccl-dev": f"{nccl}-*+cuda{cuda_xy}"},

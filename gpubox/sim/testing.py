@@ -7,13 +7,16 @@ against ``gpubox sim`` nodes. They run the real commands (pyinfra, pytest, ssh) 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: deploy.py, inventories/, checks/
 BIN = Path(sys.executable).parent
-STANDIN_PORT = 38799  # fixed, so the node spec (which records the URL) is the same every run
+# Fixed, so the node spec (which records the URL) is the same every run; override to run two
+# test sessions side by side.
+STANDIN_PORT = int(os.environ.get("GPUBOX_STANDIN_PORT", "38799"))
 HEALTHY = "pg199-quad-debian13"
 
 

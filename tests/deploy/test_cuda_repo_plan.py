@@ -944,12 +944,6 @@ def test_the_clock_lock_unit_renders_the_spec_lock(plan_deploy, home):
     assert plan.op("start gpubox-clocks.service if it is not active").commands == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tasks/clock_lock.py: the `enable gpubox-clocks.service` operation leaves "
-    "systemd.service's running=True default, so it starts the unit in the same deploy that "
-    "installed the driver, which the node has not loaded yet",
-)
 def test_the_clock_lock_waits_for_the_reboot_after_a_driver_install(plan_deploy, home):
     plan = plan_deploy(home, fresh_node(home))
     assert plan.op("driver 570.124.06").commands  # the driver is being installed

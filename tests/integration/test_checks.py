@@ -80,6 +80,22 @@ def test_checks_on_the_node_and_over_ssh_agree(node, deploy_env, tmp_path):
     assert len(verdicts(local)) == 42
 
 
+def test_a_lock_set_by_one_process_is_seen_by_another_and_gone_after_reboot(node):
+    gpubox = "/opt/gpubox/venv/bin/gpubox"
+    ssh(node, "systemctl disable --now gpubox-clocks.service")  # ExecStop resets the locks
+    try:
+        assert ssh(node, f"{gpubox} clocks show").stdout.count("SM 210 MHz, event reasons [GpuIdle]") == 4
+        ssh(node, f"{gpubox} clocks lock --mhz 1200")  # one process sets the lock through NVML
+        shown = ssh(node, f"{gpubox} clocks show").stdout  # another process reads it
+        assert shown.count("SM 1200 MHz, event reasons []") == 4, shown
+        target.reboot(node.name)  # /run starts empty, as on hardware
+        after = ssh(node, f"{gpubox} clocks show").stdout
+        assert after.count("SM 210 MHz, event reasons [GpuIdle]") == 4, after
+    finally:
+        ssh(node, "systemctl enable --now gpubox-clocks.service")
+    assert ssh(node, f"{gpubox} clocks show").stdout.count("SM 1140 MHz") == 4
+
+
 def test_a_lock_lost_at_reboot_fails_the_clock_checks(node, deploy_env, tmp_path):
     ssh(node, "systemctl disable gpubox-clocks.service")
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 
@@ -45,6 +46,14 @@ def test_first_deploy_builds_the_tools_with_nvcc(node):
     run = ssh(node, "/opt/gpubox/nccl-tests/current/all_reduce_perf", check=False)
     assert "gpubox stand-in for nccl-tests" in run.stdout
     assert run.returncode != 0 and "CUDA failure" in run.stdout  # no GPU in the container
+
+
+def test_first_deploy_says_the_node_must_reboot_and_leaves_the_lock_for_that_boot(node):
+    output = node.first_deploy.stdout + node.first_deploy.stderr
+    if os.environ.get("GPUBOX_TEST_KEEP_NODE") and "reboot the node" not in output:
+        pytest.skip("the kept node was deployed before (GPUBOX_TEST_KEEP_NODE)")
+    assert "the NVIDIA driver changed: reboot the node to load it" in output
+    assert "software.reboot is off, so gpubox will not" in output
 
 
 def test_first_deploy_installs_gpubox_and_the_clock_unit(node):
