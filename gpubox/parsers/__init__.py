@@ -5,7 +5,7 @@ parse function, so other code (e.g. a subprocess wrapper) can reuse the same tab
 
 >>> from gpubox.parsers import PARSERS, parse
 >>> sorted(PARSERS)
-['bandwidthTest', 'nccl-tests', 'nvbandwidth', 'p2pBandwidthLatencyTest']
+['bandwidthTest', 'gpu-burn', 'gpu-fryer', 'nccl-tests', 'nvbandwidth', 'p2pBandwidthLatencyTest']
 >>> parse("bandwidthTest", "Result = PASS\\n")["ok"]
 True
 
@@ -19,17 +19,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gpubox.parsers import bandwidth_test, nccl_tests, nvbandwidth, p2p_bandwidth
+from gpubox.parsers import (
+    bandwidth_test,
+    gpu_burn,
+    gpu_fryer,
+    nccl_tests,
+    nvbandwidth,
+    p2p_bandwidth,
+)
 from gpubox.parsers.common import ParseError, strip_fixture_header
 
 __all__ = ["PARSERS", "ParseError", "parse", "strip_fixture_header"]
 
-# Tool name -> parse(text) -> dict. Later tools (gpu-burn, gpu-fryer) register here too.
+# Tool name -> parse(text) -> dict.
 PARSERS: dict[str, Callable[[str], dict]] = {
     "nccl-tests": nccl_tests.parse,
     "bandwidthTest": bandwidth_test.parse,
     "p2pBandwidthLatencyTest": p2p_bandwidth.parse,
     "nvbandwidth": nvbandwidth.parse,
+    "gpu-burn": gpu_burn.parse,
+    "gpu-fryer": gpu_fryer.parse,
 }
 
 

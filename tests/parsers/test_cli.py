@@ -88,7 +88,7 @@ def test_missing_file_exits_2(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "args", [["parse"], ["parse", "gpu-burn", "x.log"]], ids=["no-args", "bad-tool"]
+    "args", [["parse"], ["parse", "nvidia-smi", "x.log"]], ids=["no-args", "bad-tool"]
 )
 def test_usage_errors_exit_2(args):
     proc = gpubox(*args)

@@ -89,21 +89,32 @@ def test_parse_number():
         parse_number("12.3GB")
 
 
-def test_registry_lists_the_four_tools():
+def test_registry_lists_the_six_tools():
     assert set(parsers.PARSERS) == {
         "nccl-tests",
         "bandwidthTest",
         "p2pBandwidthLatencyTest",
         "nvbandwidth",
+        "gpu-burn",
+        "gpu-fryer",
     }
     assert parsers.parse("bandwidthTest", "Result = PASS\n")["ok"] is True
-    with pytest.raises(KeyError, match="no parser for 'gpu-burn'"):
-        parsers.parse("gpu-burn", "")
+    with pytest.raises(KeyError, match="no parser for 'nvidia-smi'"):
+        parsers.parse("nvidia-smi", "")
 
 
 @pytest.mark.parametrize(
     "module",
-    ["__init__", "common", "nccl_tests", "bandwidth_test", "p2p_bandwidth", "nvbandwidth"],
+    [
+        "__init__",
+        "common",
+        "nccl_tests",
+        "bandwidth_test",
+        "p2p_bandwidth",
+        "nvbandwidth",
+        "gpu_burn",
+        "gpu_fryer",
+    ],
 )
 def test_docstring_examples(module):
     name = "gpubox.parsers" if module == "__init__" else f"gpubox.parsers.{module}"
@@ -116,6 +127,8 @@ FOLDER_OF = {
     "bandwidthTest": "bandwidthTest",
     "p2pBandwidthLatencyTest": "p2pBandwidthLatencyTest",
     "nvbandwidth": "nvbandwidth",
+    "gpu-burn": "gpu-burn",
+    "gpu-fryer": "gpu-fryer",
 }
 
 
