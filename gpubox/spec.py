@@ -428,6 +428,47 @@ class Limits:
     )
 
 
+def _absolute_program(value):
+    return None if value is None or value.startswith("/") else "an absolute path"
+
+
+@dataclass(frozen=True)
+class Stress:
+    """The stress tier's burn (``gpubox burn``, ``pytest checks/ -m stress``)."""
+
+    duration_s: int = field(
+        default=300, metadata=_doc("how long gpu-burn runs, seconds", _range(1, 86400))
+    )
+    gpus: tuple[int, ...] | None = field(
+        default=None, metadata=_doc("GPU indices to burn, e.g. [0, 1] (null: every GPU)")
+    )
+    precision: Literal["single", "double"] = field(
+        default="single", metadata=_doc("`single`: SGEMM; `double`: DGEMM (gpu-burn `-d`)")
+    )
+    tensor_cores: bool = field(
+        default=False, metadata=_doc("let cuBLAS use tensor cores (gpu-burn `-tc`)")
+    )
+    gflops: PerGpu = field(
+        default=PerGpu(),
+        metadata=_doc(
+            "sustained Gflop/s floor per GPU, e.g. 12000 or {gpu0: 12000, default: 11000} "
+            "(null: the calibrated baseline's, else not checked)"
+        ),
+    )
+    sample_interval_s: float = field(
+        default=1.0,
+        metadata=_doc("seconds between NVML samples of every GPU during the burn", _range(0.1, 60)),
+    )
+    binary: str | None = field(
+        default=None,
+        metadata=_doc(
+            "gpu-burn program (null: `{install_dir}/bin/gpu_burn`, which the deploy links to "
+            "Debian's /usr/sbin/gpu-burn or to the pinned upstream build)",
+            _absolute_program,
+        ),
+    )
+
+
 def _hex4(value, path, host):
     if isinstance(value, str) and re.fullmatch(r"[0-9a-fA-F]{4}", value):
         return value.lower()
@@ -482,6 +523,10 @@ class NodeSpec:
     clocks: Clocks = field(default=Clocks(), metadata=_doc("clock locks applied at every boot"))
     floors: Floors = field(default=Floors(), metadata=_doc("bandwidth floors"))
     limits: Limits = field(default=Limits(), metadata=_doc("thermal and power ceilings"))
+    stress: Stress = field(
+        default=Stress(),
+        metadata=_doc("the burn-in: gpu-burn under NVML watch, stopped at any ceiling"),
+    )
     tuning: Tuning = field(default=Tuning(), metadata=_doc("optional PCIe P2P fixes"))
 
     # ---- construction --------------------------------------------------------------------
@@ -687,6 +732,13 @@ def _cross_check(spec: NodeSpec) -> NodeSpec:
         known(f"floors.h2d_gbps.gpu{index}", (index,))
     for index, _ in spec.floors.d2h_gbps.by_gpu:
         known(f"floors.d2h_gbps.gpu{index}", (index,))
+    if spec.stress.gpus is not None:
+        burn = list(spec.stress.gpus)
+        if not burn or len(set(burn)) != len(burn) or min(burn) < 0:
+            raise SpecError(host, "stress.gpus", burn, "different GPU indices >= 0, or null")
+        known("stress.gpus", burn)
+    for index, _ in spec.stress.gflops.by_gpu:
+        known(f"stress.gflops.gpu{index}", (index,))
     for name, _ in spec.floors.p2p_gbps.by_pair:
         m = _PAIR_KEY.fullmatch(name)
         known(f"floors.p2p_gbps.{name}", (int(m[1]), int(m[2])))
