@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = PARSERS[args.tool](strip_fixture_header(text))
     except ParseError as exc:
-        raise _cli_error(str(exc.shifted(offset))) from None
+        raise CliError(str(exc.shifted(offset))) from None
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
@@ -48,18 +48,4 @@ def _read(path: str) -> str:
         with open(path, encoding="utf-8", errors="replace", newline="") as f:
             return f.read()
     except OSError as exc:
-        raise _cli_error(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
-def _cli_error(message: str) -> CliError:
-    """A :class:`gpubox.cli.CliError` that the running ``main()`` will also catch.
-
-    Under ``python -m gpubox.cli`` the running module is ``__main__``, a second copy of
-    gpubox.cli with its own CliError class, so a plain gpubox.cli.CliError would escape as a
-    traceback. The error raised here is an instance of both classes.
-    """
-    main_cls = getattr(sys.modules.get("__main__"), "CliError", None)
-    if isinstance(main_cls, type) and main_cls is not CliError and issubclass(main_cls, Exception):
-        both = type("CliError", (CliError, main_cls), {})
-        return both(message)
-    return CliError(message)
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None

@@ -54,16 +54,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run one action. A user error prints one line and returns 2, exactly as gpubox.cli does
-    for a CliError; done here because under ``python -m gpubox.cli`` the CliError class that
-    ``__main__`` catches is not ``gpubox.cli.CliError`` (the module is loaded twice)."""
+    """Run one action; a user error becomes a one-line message (exit 2) through gpubox.cli."""
+    from gpubox.cli import CliError
     from gpubox.sim import target as t
 
     try:
         return _ACTIONS[args.action](args, t)
     except (t.SimError, _UserError) as exc:
-        print(f"gpubox sim: {exc}", file=sys.stderr)
-        return 2
+        raise CliError(str(exc)) from None
     except KeyboardInterrupt:
         print("gpubox sim: interrupted", file=sys.stderr)
         return 130
