@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "clocks": ("gpubox.commands.clocks_cmd", "lock, reset or show GPU clocks through NVML"),
     "parse": ("gpubox.parsers.cli", "parse a benchmark tool's output into JSON"),
     "manifest": ("gpubox.commands.manifest_cmd", "write or check the node's install manifest"),
+    "burn": ("gpubox.commands.burn_cmd", "burn the GPUs with gpu-burn under NVML watch (stress)"),
 }
 
 

@@ -201,31 +201,50 @@ def _segments(text: str):
             yield no, clean_line(part)
 
 
-def _progress(m: re.Match, no: int, raw: str, partial: bool, out: dict) -> dict | None:
+def progress_line(text: str) -> dict | None:
+    """One progress update (``P%  proc'd: ...``) as ``{percent, gpus}``; None if it is not one.
+
+    For a wrapper that reads gpu-burn's output while it runs (one ``\\r`` repaint at a time).
+
+    >>> progress_line("\\r55.0%  proc'd: 20 (14210 Gflop/s)   errors: 0   temps: 66 C ")["gpus"][0]
+    {'processed': 20, 'gflops': 14210.0, 'errors': 0, 'note': None, 'temp_c': 66}
+    """
+    m = _PROGRESS.match(clean_line(text.rsplit("\r", 1)[-1]).strip())
+    read = _read_progress(m) if m else None
+    return {"percent": float(m.group(1)), "gpus": read[0]} if read and read[0] else None
+
+
+def _read_progress(m: re.Match) -> tuple[list[dict] | None, str]:
+    """The per-GPU entries of a progress line (None if its parts disagree) and glued text."""
     procs = _PROC.findall(m.group(2))
     errors = [(int(n), note) for n, note in _ERR.findall(m.group(3))]
-    temps_text = m.group(4)
-    tail = ""
+    temps_text, tail = m.group(4), ""
     if t := _TEMP_TAIL.match(temps_text):
         temps_text, tail = t.group(1), t.group(2).strip()
     temps = [int(v) if v else None for v in _TEMP.findall(temps_text)]
+    if not procs or not (len(procs) == len(errors) == len(temps)):
+        return None, tail
+    gpus = [
+        {
+            "processed": int(processed),
+            "gflops": float(gflops),
+            "errors": count,
+            "note": note or None,
+            "temp_c": temp,
+        }
+        for (processed, gflops), (count, note), temp in zip(procs, errors, temps, strict=True)
+    ]
+    return gpus, tail
+
+
+def _progress(m: re.Match, no: int, raw: str, partial: bool, out: dict) -> dict | None:
+    gpus, tail = _read_progress(m)
     if tail:
         # stderr text that had no newline of its own, e.g. "read[0] error 0"
         for found in _READ_ERROR.findall(tail) or [tail]:
             out["errors"].append(found)
-    if not procs or not (len(procs) == len(errors) == len(temps)):
+    if gpus is None:
         return _cut_short(no, raw, partial, out)
-    gpus = []
-    for (processed, gflops), (count, note), temp in zip(procs, errors, temps, strict=True):
-        gpus.append(
-            {
-                "processed": int(processed),
-                "gflops": float(gflops),
-                "errors": count,
-                "note": note or None,
-                "temp_c": temp,
-            }
-        )
     return {"line": no, "percent": float(m.group(1)), "gpus": gpus}
 
 

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -93,6 +94,14 @@ _Static_assert(sizeof(nvmlEventData_t) == 32, "nvmlEventData_t layout");
 #define MAX_LINKS 36
 #define MAX_XIDS 32
 #define N_CAPS 5 /* READ, WRITE, NVLINK, ATOMICS, PROP */
+#define MAX_BURN 32
+
+/* One point of a GPU's burn timeline: what it reads at fraction "at" of a gpu-burn run. */
+struct burn_point {
+    double at;
+    unsigned sm, temp, mem_temp, power_mw; /* sm 0: the locked clock, else the max clock */
+    unsigned long long reasons;
+};
 
 struct sim_gpu {
     unsigned index, domain, bus, dev, fn, pci_device_id, pci_subsystem_id;
@@ -110,6 +119,8 @@ struct sim_gpu {
     int rr_pending, rr_failure;
     unsigned n_links, n_xids, xids[MAX_XIDS];
     int link_active[MAX_LINKS];
+    unsigned n_burn;
+    struct burn_point burn[MAX_BURN];
 };
 
 static struct {
@@ -354,6 +365,34 @@ static int read_field(const jv *o, const field *f, void *base, const char *where
     return 1;
 }
 
+/* "burn": [{"at": 0.0, "sm_mhz": 0, "event_reasons": 0, "temperature_c": 60, ...}, ...]; absent or
+ * empty: the GPU reads the same under a burn as at rest. gflops/errors are the replay's. */
+static int load_burn(const jv *list, struct sim_gpu *g, const char *where) {
+    static const char *keys[] = {"sm_mhz", "temperature_c", "memory_temperature_c", "power_mw",
+                                 "event_reasons"};
+    g->n_burn = 0;
+    if (!list || list->type == J_NULL) return 1;
+    if (list->type != J_ARR || list->len > MAX_BURN)
+        return bad("%sburn: expected a list of at most %d points", where, MAX_BURN);
+    for (const jv *p = list->kid; p; p = p->next) {
+        struct burn_point *b = &g->burn[g->n_burn];
+        const jv *v = jget(p, "at");
+        if (p->type != J_OBJ || !v || v->type != J_NUM || v->num < 0 || v->num > 1)
+            return bad("%sburn[%u].at: expected a number 0..1", where, g->n_burn);
+        b->at = v->num;
+        unsigned *dst[] = {&b->sm, &b->temp, &b->mem_temp, &b->power_mw};
+        for (int k = 0; k < 5; k++) {
+            v = jget(p, keys[k]);
+            if (!v || v->type != J_NUM || v->num < 0 || v->num > 1.8e19)
+                return bad("%sburn[%u].%s: expected an integer >= 0", where, g->n_burn, keys[k]);
+            if (k < 4) *dst[k] = (unsigned)v->num;
+            else b->reasons = (unsigned long long)v->num;
+        }
+        g->n_burn++;
+    }
+    return 1;
+}
+
 static int load_gpu(const jv *o, unsigned index, struct sim_gpu *g) {
     char where[32];
     snprintf(where, sizeof where, "gpus[%u].", index);
@@ -379,7 +418,7 @@ static int load_gpu(const jv *o, unsigned index, struct sim_gpu *g) {
     if (g->nvlink_supported && (!nv || nv->type != J_ARR || (int)g->n_links != nv->len))
         return bad("%snvlink: expected \"not_supported\" or a list of at most %d \"active\"/\"disabled\"",
                    where, MAX_LINKS);
-    return 1;
+    return load_burn(jget(o, "burn"), g, where);
 }
 
 static int p2p_code(const jv *v) { /* the nvidia-smi topo -p2p legend, in nvmlGpuP2PStatus_t order */
@@ -543,6 +582,37 @@ static int mem_locked(const struct sim_gpu *g, unsigned *mhz) {
     unsigned lo, hi;
     if (!g->honours_lock || read_pair(g, "mem-locked-clocks", &lo, &hi) != 2) return 0;
     *mhz = clamp_to(lo, g->memc, g->n_memc);
+    return 1;
+}
+/* Is a (replayed) gpu-burn loading this GPU? Its replay leaves "<bus_id>.burn" = "start_ms
+ * duration_ms pid" in the state folder while it runs. If so, *p is the timeline at that point
+ * of the run (numbers linear between points, reasons from the last point passed). */
+static int burning(const struct sim_gpu *g, struct burn_point *p) {
+    char path[1200];
+    long long start, duration;
+    int pid;
+    if (!g->n_burn) return 0;
+    state_path(g, "burn", path, sizeof path);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    int n = fscanf(f, "%lld %lld %d", &start, &duration, &pid);
+    fclose(f);
+    if (n != 3 || pid <= 0 || (kill(pid, 0) && errno != EPERM)) return 0; /* gone: at rest */
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    double x = duration > 0 ? ((double)tv.tv_sec * 1000 + tv.tv_usec / 1000 - (double)start) / duration : 1;
+    x = x < 0 ? 0 : x > 1 ? 1 : x;
+    unsigned i = 0;
+    while (i + 1 < g->n_burn && g->burn[i + 1].at <= x) i++;
+    *p = g->burn[i];
+    if (i + 1 < g->n_burn) {
+        const struct burn_point *q = &g->burn[i + 1];
+        double w = q->at > p->at ? (x - p->at) / (q->at - p->at) : 0;
+#define LERP(m) p->m = (unsigned)(p->m + ((double)q->m - p->m) * w + 0.5)
+        LERP(temp), LERP(mem_temp), LERP(power_mw);
+        if (p->sm && q->sm) LERP(sm);
+#undef LERP
+    }
     return 1;
 }
 
@@ -719,7 +789,12 @@ UINT_GETTER(nvmlDeviceGetMaxPcieLinkWidth, d->width_max)
 EXPORT nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t d, int type, unsigned *mhz) {
     DEV(d);
     OUT(mhz);
-    if (type == CLOCK_GRAPHICS || type == CLOCK_SM) { if (!gpu_locked(d, mhz)) *mhz = d->gfx_idle; }
+    struct burn_point b;
+    if (type == CLOCK_GRAPHICS || type == CLOCK_SM) {
+        int locked = gpu_locked(d, mhz);
+        if (burning(d, &b)) *mhz = b.sm ? b.sm : locked ? *mhz : d->max_gfx; /* busy: no idling */
+        else if (!locked) *mhz = d->gfx_idle;
+    }
     else if (type == CLOCK_MEM) { if (!mem_locked(d, mhz)) *mhz = d->mem_clk; }
     else if (type == CLOCK_VIDEO) *mhz = d->video_idle;
     else return NVML_ERROR_INVALID_ARGUMENT;
@@ -747,7 +822,9 @@ EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t d, unsig
     unsigned mhz;
     DEV(d);
     OUT(r);
+    struct burn_point b;
     *r = gpu_locked(d, &mhz) ? d->reasons_locked : d->reasons_unlocked; /* a lock clears GpuIdle */
+    if (burning(d, &b)) *r = b.reasons;
     return NVML_SUCCESS;
 }
 EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksThrottleReasons(nvmlDevice_t d, unsigned long long *r) {
@@ -792,20 +869,23 @@ EXPORT nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t d, int sensor, unsigne
     DEV(d);
     OUT(c);
     if (sensor != 0) return NVML_ERROR_INVALID_ARGUMENT; /* NVML_TEMPERATURE_GPU is the only sensor */
-    *c = d->temp;
+    struct burn_point b;
+    *c = burning(d, &b) ? b.temp : d->temp;
     return NVML_SUCCESS;
 }
 EXPORT nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t d, int count, nvmlFieldValue_t *v) {
     DEV(d);
     if (count <= 0 || !v) return NVML_ERROR_INVALID_ARGUMENT;
     struct timeval tv;
+    struct burn_point b;
+    unsigned mem_temp = burning(d, &b) ? b.mem_temp : d->mem_temp;
     gettimeofday(&tv, NULL);
     for (int i = 0; i < count; i++) { /* the call succeeds as a whole; each entry has its own code */
         v[i].timestamp = (long long)tv.tv_sec * 1000000 + tv.tv_usec;
         v[i].latencyUsec = 0;
         memset(&v[i].value, 0, sizeof v[i].value);
         if (v[i].fieldId == FI_DEV_MEMORY_TEMP) {
-            v[i].valueType = VALUE_TYPE_UNSIGNED_INT, v[i].value.ui = d->mem_temp;
+            v[i].valueType = VALUE_TYPE_UNSIGNED_INT, v[i].value.ui = mem_temp;
             v[i].nvmlReturn = NVML_SUCCESS;
         } else {
             v[i].valueType = 0, v[i].nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
@@ -813,7 +893,13 @@ EXPORT nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t d, int count, nvmlFiel
     }
     return NVML_SUCCESS;
 }
-UINT_GETTER(nvmlDeviceGetPowerUsage, d->power_mw)
+EXPORT nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t d, unsigned *mw) {
+    struct burn_point b;
+    DEV(d);
+    OUT(mw);
+    *mw = burning(d, &b) ? b.power_mw : d->power_mw;
+    return NVML_SUCCESS;
+}
 EXPORT nvmlReturn_t nvmlDeviceGetEnforcedPowerLimit(nvmlDevice_t d, unsigned *mw) {
     DEV(d);
     OUT(mw);
@@ -867,7 +953,9 @@ EXPORT nvmlReturn_t nvmlDeviceGetPerformanceState(nvmlDevice_t d, int *p) {
 EXPORT nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t d, nvmlUtilization_t *u) {
     DEV(d);
     OUT(u);
-    u->gpu = d->util_gpu, u->memory = d->util_mem;
+    struct burn_point b;
+    int busy = burning(d, &b);
+    u->gpu = busy ? 100 : d->util_gpu, u->memory = busy ? 100 : d->util_mem;
     return NVML_SUCCESS;
 }
 

@@ -22,6 +22,7 @@ FORMAT = "gpubox-nvml-sim/1"
 P2P_CAPS = ("read", "write", "nvlink", "atomics", "prop")  # NVML_P2P_CAPS_INDEX_* order
 P2P_CODES = ("OK", "CNS", "GNS", "TNS", "DR", "NS", "U")  # nvmlGpuP2PStatus_t order
 MAX_GPUS, MAX_CLOCKS, MAX_LINKS, MAX_XIDS = 16, 128, 36, 32  # the C library's limits
+MAX_BURN = 32  # points of a GPU's burn timeline (nvml_sim.c MAX_BURN)
 
 
 class ScenarioError(ValueError):
@@ -67,6 +68,44 @@ def _nvlink(v: Any) -> bool:
     )
 
 
+# A GPU's burn timeline: what it reads while a (replayed) gpu-burn runs, at fractions of the run.
+BURN_KEYS = (
+    "at",
+    "sm_mhz",
+    "event_reasons",
+    "temperature_c",
+    "memory_temperature_c",
+    "power_mw",
+    "gflops",
+    "errors",
+)
+
+
+def _burn(v: Any) -> bool:
+    if not isinstance(v, list) or len(v) > MAX_BURN:
+        return False
+    number = (int, float)
+    previous = -1.0
+    for i, point in enumerate(v):
+        if not isinstance(point, dict) or set(point) != set(BURN_KEYS):
+            return False
+        t = point["at"]
+        if type(t) not in number or not 0 <= t <= 1 or t <= previous or (i == 0 and t != 0):
+            return False
+        previous = t
+        uints = [point[k] for k in BURN_KEYS if k not in ("at", "gflops")]
+        if not all(_uint()[1](x) for x in uints) or point["temperature_c"] > 200:
+            return False
+        if type(point["gflops"]) not in number or point["gflops"] < 0:
+            return False
+    return True
+
+
+BURN: Check = (
+    f"a list of at most {MAX_BURN} points {{{', '.join(BURN_KEYS)}}}, 'at' rising from 0 to "
+    "at most 1, the others numbers >= 0",
+    _burn,
+)
 BOOL: Check = ("true or false", lambda v: type(v) is bool)
 TEXT: Check = ("a non-empty string", lambda v: isinstance(v, str) and 0 < len(v) < 80)
 HEX32: Check = ("a string 0xXXXXXXXX", _matches(r"0x[0-9A-F]{8}"))
@@ -124,6 +163,7 @@ GPU_SCHEMA: dict[str, Any] = {
     "lost": BOOL,
     "nvlink": NVLINK,
     "xid_events": _uint_list(MAX_XIDS),
+    "burn": BURN,
 }
 SYSTEM_SCHEMA = {"driver_version": TEXT, "cuda_driver_version": _uint(10**6), "nvml_version": TEXT}
 P2P_DEFAULT_SCHEMA = dict.fromkeys(P2P_CAPS, P2P_CODE)
@@ -185,6 +225,8 @@ def _validate_layer(doc: dict, fail: Fail) -> None:
     if not isinstance(gpus, list) or not 0 < len(gpus) <= MAX_GPUS:
         fail("gpus", f"expected a list of 1..{MAX_GPUS} GPUs")
     for i, gpu in enumerate(gpus):
+        if isinstance(gpu, dict):
+            gpu.setdefault("burn", [])  # optional: no timeline, the GPU reads as at rest
         _check(gpu, GPU_SCHEMA, f"gpus[{i}]", fail)
     p2p = doc.get("p2p")
     pairs_schema = ("an object", lambda v: isinstance(v, dict))

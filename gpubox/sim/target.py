@@ -80,6 +80,9 @@ LIBRARY_IN_TARGET = "/usr/lib/gpubox-sim/libnvidia-ml.so.1"
 SCENARIO_IN_TARGET = "/etc/gpubox-sim/scenario.json"
 STATE_IN_TARGET = "/run/gpubox-sim"
 APT_ARCHIVES_IN_TARGET = "/var/cache/apt/archives"
+# The simulated gpu-burn (a simulation input): gpubox/sim/burn_replay.py, linked as the tool.
+BURN_REPLAY_IN_TARGET = "/usr/lib/gpubox-sim/burn_replay.py"
+GPU_BURN_IN_TARGET = "/usr/lib/gpubox-sim/bin/gpu_burn"
 
 BOOT_TIMEOUT_S = 120.0
 HOST_KEY_TYPES = ("ed25519", "ecdsa")
@@ -734,6 +737,29 @@ def _install_library(rootfs: Path) -> None:
     os.replace(tmp, dest)
 
 
+def _install_burn_replay(rootfs: Path) -> None:
+    """The simulated gpu-burn (gpubox/sim/burn_replay.py) and ``gpu_burn``/``gpu-burn`` linked to
+    it next to GPU_BURN_IN_TARGET: it prints gpu-burn's output from the scenario's burn timeline
+    while the simulated NVML follows the same timeline."""
+    source = Path(__file__).resolve().with_name("burn_replay.py")
+    dest = rootfs / BURN_REPLAY_IN_TARGET.lstrip("/")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.copyfile(source, tmp)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, dest)
+    folder = (rootfs / GPU_BURN_IN_TARGET.lstrip("/")).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    link = os.path.relpath(dest, folder)
+    for name in ("gpu_burn", "gpu-burn"):
+        path = folder / name
+        if path.is_symlink() and os.readlink(path) == link:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        path.symlink_to(link)
+
+
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 
 
@@ -1173,6 +1199,7 @@ def up(
             _first_boot_setup(target)
             _ensure_key(target)
             _install_library(target.rootfs)
+            _install_burn_replay(target.rootfs)
             _install_scenario(target.rootfs, target.scenario)
             _install_host_cas(target.rootfs)
             _save(target)
@@ -1275,6 +1302,7 @@ def set_scenario(name: str, scenario: str) -> Target:
         scenario = check_scenario(scenario)
         if target.running:
             _install_scenario(target.rootfs, scenario)
+            _install_burn_replay(target.rootfs)  # a target booted before it existed gets it
         target.scenario = scenario
         keep = {k: raw[k] for k in ("system_state",) if k in raw}
         _save(target, keep)

@@ -28,6 +28,12 @@ SHIPPED = [
     "fault-xid-79",
     "fault-persistence-off",
     "fault-wrong-driver",
+    # burn faults (a GPU's burn timeline only: NVML answers differ while gpu-burn runs)
+    "fault-burn-hbm-hot",
+    "fault-burn-throttle",
+    "fault-burn-errors",
+    "fault-burn-zero-work-ok",
+    "fault-burn-over-supply",
 ]
 
 
