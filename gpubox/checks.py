@@ -41,6 +41,7 @@ REMOTE_GPUBOX = "{install_dir}/venv/bin/gpubox"
 CLOCK_UNIT = "gpubox-clocks.service"
 _SNAPSHOT_KEY = "gpubox_snapshot"
 _VERDICT_KEY = "gpubox_verdict"
+_BURN_KEY = "gpubox_burn"
 
 
 class NodeError(RuntimeError):
@@ -58,6 +59,8 @@ class Node:
     node_spec: str = NODE_SPEC  # the spec file the local probe reads (library override)
     _snapshot: dict | None = field(default=None, repr=False)
     _error: NodeError | None = field(default=None, repr=False)
+    _burn: dict | None = field(default=None, repr=False)  # `gpubox burn` (run once)
+    _burn_error: NodeError | None = field(default=None, repr=False)
     _host: Any = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -108,6 +111,56 @@ class Node:
         except ValueError:
             raise NodeError(
                 f"{self.name}: the probe printed no JSON: {result.stdout[:200]!r}"
+            ) from None
+
+    # ---- the stress tier: `gpubox burn --json` on the node, once per session ----
+
+    def burn_command(self) -> str:
+        """gpubox burn with this spec's stress settings (the checker's spec is the truth)."""
+        stress = self.spec.stress
+        args = f"burn --json --seconds {stress.duration_s} --precision {stress.precision}"
+        args += " --tensor-cores" if stress.tensor_cores else " --no-tensor-cores"
+        if stress.gpus:
+            args += " --gpus " + ",".join(str(g) for g in stress.gpus)
+        if self.remote:
+            return f"{REMOTE_GPUBOX.format(install_dir=self.spec.software.install_dir)} {args}"
+        return (
+            f"{shlex.quote(sys.executable)} -m gpubox {args} --spec {shlex.quote(self.node_spec)}"
+        )
+
+    @property
+    def burn(self) -> dict:
+        """The burn document (see gpubox.burn.run), burned on first use, then cached."""
+        with self._lock:
+            if self._burn_error is not None:
+                raise self._burn_error
+            if self._burn is None:
+                try:
+                    self._burn = self.run_burn()
+                except NodeError as exc:
+                    self._burn_error = exc
+                    raise
+            return self._burn
+
+    def run_burn(self) -> dict:
+        """Burn the node's GPUs now (no caching); progress goes to the command's stderr."""
+        cmd = self.burn_command()
+        try:
+            result = self.host.run(cmd)
+        except Exception as exc:  # paramiko/socket errors come in many types
+            raise NodeError(f"{self.name}: cannot reach the node to burn it ({exc})") from None
+        # Exit 1: the burn failed or was stopped; the document says why. 2: it could not start.
+        if result.rc not in (0, 1) or not result.stdout.lstrip().startswith("{"):
+            hint = ""
+            if result.rc == 127 or "No such file" in result.stderr:
+                hint = ": gpubox is not installed on the node; run the deploy first"
+            why = result.stderr.strip().splitlines()[-1:] or [""]
+            raise NodeError(f"{self.name}: `{cmd}` exited {result.rc}{hint}: {why[0][-500:]}")
+        try:
+            return json.loads(result.stdout)
+        except ValueError:
+            raise NodeError(
+                f"{self.name}: `gpubox burn` printed no JSON: {result.stdout[:200]!r}"
             ) from None
 
 
@@ -257,6 +310,20 @@ def snapshot(node, request):
     return snap
 
 
+@pytest.fixture
+def burn(node, request):
+    """The node's burn document (one burn per host and session); attached to the first report
+    per host, so the JSON results file has it under ``hosts[name]["burn"]``."""
+    try:
+        doc = node.burn
+    except NodeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    if not getattr(node, "_burn_reported", False):
+        node._burn_reported = True
+        request.node.user_properties.append((_BURN_KEY, {node.name: doc}))
+    return doc
+
+
 def check(request, verdict: judge.Verdict):
     """Record ``verdict`` on the test, then pass, skip or fail with its message."""
     request.node.user_properties.append((_VERDICT_KEY, verdict.as_dict()))
@@ -284,6 +351,9 @@ class Results:
             if key == _SNAPSHOT_KEY:
                 for host, snap in value.items():
                     self.hosts.setdefault(host, {})["snapshot"] = snap
+            elif key == _BURN_KEY:
+                for host, doc in value.items():
+                    self.hosts.setdefault(host, {})["burn"] = doc
             elif key == _VERDICT_KEY:
                 verdict = value
         self.checks.append(
@@ -303,6 +373,8 @@ class Results:
             entry["spec"] = node.spec.to_data()
             if node._snapshot is not None:
                 entry.setdefault("snapshot", node._snapshot)
+            if node._burn is not None:
+                entry.setdefault("burn", node._burn)
         counts: dict[str, int] = {}
         for c in self.checks:
             counts[c["outcome"]] = counts.get(c["outcome"], 0) + 1
