@@ -21,6 +21,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "parse": ("gpubox.parsers.cli", "parse a benchmark tool's output into JSON"),
     "manifest": ("gpubox.commands.manifest_cmd", "write or check the node's install manifest"),
     "burn": ("gpubox.commands.burn_cmd", "burn the GPUs with gpu-burn under NVML watch (stress)"),
+    "accept": ("gpubox.commands.accept_cmd", "run the boot-time acceptance checks; keep a record"),
+    "history": ("gpubox.commands.history_cmd", "list boot records and what changed at each boot"),
+    "report": ("gpubox.commands.report_cmd", "write the boot records as an HTML report"),
 }
 
 

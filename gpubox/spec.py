@@ -494,6 +494,46 @@ class Tuning:
     )
 
 
+def _abs_path(value):
+    return None if value is None or value.startswith("/") else "an absolute path"
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """The boot-time acceptance run (``gpubox-acceptance.service``): one record per boot."""
+
+    enabled: bool = field(
+        default=True,
+        metadata=_doc("run the quick checks at every boot and keep a record per boot"),
+    )
+    bandwidth: bool = field(
+        default=False, metadata=_doc("run the bandwidth tier at boot too (takes minutes)")
+    )
+    keep_boots: int = field(
+        default=50, metadata=_doc("boot records kept; older ones are pruned", _range(1, 100000))
+    )
+    runs_dir: str = field(
+        default="/var/lib/gpubox/runs",
+        metadata=_doc("where boot records are kept, one folder per boot id", _abs_path),
+    )
+    webhook_file: str = field(
+        default="/etc/gpubox/webhook-url",
+        metadata=_doc(
+            "root-only (mode 600) file holding a Discord-compatible webhook URL; a failed boot "
+            "is posted there when the file exists",
+            _abs_path,
+        ),
+    )
+    metrics_dir: str | None = field(
+        default=None,
+        metadata=_doc(
+            "node_exporter textfile collector folder for `gpubox.prom` (null: off; e.g. "
+            "/var/lib/prometheus/node-exporter)",
+            _abs_path,
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class NodeSpec:
     """Everything gpubox expects of one node. Build it with :meth:`from_data`."""
@@ -528,6 +568,10 @@ class NodeSpec:
         metadata=_doc("the burn-in: gpu-burn under NVML watch, stopped at any ceiling"),
     )
     tuning: Tuning = field(default=Tuning(), metadata=_doc("optional PCIe P2P fixes"))
+    acceptance: Acceptance = field(
+        default=Acceptance(),
+        metadata=_doc("the acceptance run at every boot, its records, notification and metrics"),
+    )
 
     # ---- construction --------------------------------------------------------------------
 
