@@ -74,6 +74,11 @@ _pg199_node = {
         "power_w": 300,  # ~250 W per card at 1140 MHz under full load; the card has no power cap
         "supply_w": 1400,  # the GPU box's own PSU (seed)
     },
+    # gpu-burn, single precision, at the 1140 MHz lock. The seed has no gpu-burn figure (the burn
+    # there is gpu-fryer: ~207 TFLOPS BF16 on tensor cores); A100 FP32 peak at 1140 MHz is 108 SMs
+    # x 128 FLOP/clock x 1.14 GHz = 15.8 TFLOPS and SGEMM reaches ~90 % of it, so 12000 Gflop/s is
+    # a conservative floor: calibrate to raise it.
+    "stress": {"gflops": 12000},
 }
 
 gpu_nodes = hosts([("home", _pg199_node)])

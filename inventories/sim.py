@@ -17,10 +17,17 @@ from pathlib import Path
 from pyinfra.api.exceptions import PyinfraError
 
 from gpubox.inventory import hosts
-from gpubox.sim.target import LIBRARY_IN_TARGET, inventory_hosts
+from gpubox.sim.target import GPU_BURN_IN_TARGET, LIBRARY_IN_TARGET, inventory_hosts
 
 _home = runpy.run_path(str(Path(__file__).with_name("home.py")))["_pg199_node"]
 _expectations = {k: v for k, v in _home.items() if not k.startswith("ssh_") and k != "software"}
+# The simulated gpu-burn (gpubox/sim/burn_replay.py, installed by `gpubox sim up`) replays the
+# scenario's burn timeline; a short burn is enough there (GPUBOX_SIM_BURN_SECONDS, default 10).
+_expectations["stress"] = {
+    **_expectations.get("stress", {}),
+    "binary": GPU_BURN_IN_TARGET,
+    "duration_s": int(os.environ.get("GPUBOX_SIM_BURN_SECONDS", "10")),
+}
 
 _software = {
     "os": "debian-13",

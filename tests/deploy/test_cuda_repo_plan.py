@@ -316,9 +316,6 @@ ACS_UNIT = "/etc/systemd/system/gpubox-acs-off.service"
 PERSISTENCED = "nvidia-persistenced.service"
 CLOCKS = "gpubox-clocks.service"
 ACS = "gpubox-acs-off.service"
-ACCEPT = "gpubox-acceptance.service"
-ACCEPT_UNIT = f"/etc/systemd/system/{ACCEPT}"
-RUNS = "/var/lib/gpubox/runs"
 
 KEYRING = {  # os: (repository, sha256 of its cuda-keyring_1.1-1_all.deb)
     "ubuntu-24.04": (
@@ -336,6 +333,11 @@ NCCL_TESTS_SHA256 = "38974e70342150ede0e3fb8fd24bfe60ccbde90fa20241716ba8bb338e6
 SAMPLES_URL = "https://github.com/NVIDIA/cuda-samples/archive/refs/tags/v12.4.tar.gz"
 SAMPLES_SHA256 = "aa28fa2227768dd31ebbf9cd48b265a0c8810fae03e02c6079c0fa71bbea7319"
 GENCODE = "-gencode=arch=compute_80,code=sm_80"
+GPU_BURN_COMMIT = "9aefd7c0cc603bbc8c3c102f5338c6af26f8127c"
+GPU_BURN_URL = f"https://github.com/wilicc/gpu-burn/archive/{GPU_BURN_COMMIT}.tar.gz"
+GPU_BURN_SHA256 = "bc1b598bcd6317f45f2fd48cc2c5e2c569598a957fc258577fab5e07b27b6cf0"
+GPU_BURN_TGZ = f"{OPT}/src/gpu-burn-{GPU_BURN_COMMIT}.tar.gz"
+GPU_BURN = f"{OPT}/gpu-burn/9aefd7c0cc60"
 NVCC = "/usr/local/cuda-12.8/bin/nvcc"
 
 # A fresh server or cloud install: a few base packages, none of ours (no compiler, no headers).
@@ -469,6 +471,10 @@ def fresh_node(data: dict, update_grub: str | None = "/usr/sbin/update-grub") ->
         fact(Link, path=f"{OPT}/bin/bandwidthTest"): None,
         fact(Link, path=f"{OPT}/bin/p2pBandwidthLatencyTest"): None,
         fact(Directory, path=f"{OPT}/bin"): None,
+        # gpu-burn: the pinned upstream commit, its build stamp, the link
+        fact(File, path=GPU_BURN_TGZ): None,
+        fact(FileText, path=f"{GPU_BURN}/{STAMP}"): None,
+        fact(Link, path=f"{OPT}/bin/gpu_burn"): None,
         # the node spec, gpubox's venv, the checks
         fact(Directory, path="/etc/gpubox"): None,
         fact(File, path=SPEC_JSON): None,
@@ -494,12 +500,6 @@ def fresh_node(data: dict, update_grub: str | None = "/usr/sbin/update-grub") ->
         fact(Directory, path="/etc/systemd/system"): root_dir(),
         fact(SystemdStatus, services=[CLOCKS]): {},
         fact(SystemdEnabled, services=[CLOCKS]): {},
-        # the boot-time acceptance unit and its records folder
-        fact(Directory, path=RUNS): None,
-        fact(File, path=ACCEPT_UNIT): None,
-        fact(Directory, path=ACCEPT_UNIT): None,
-        fact(SystemdStatus, services=[ACCEPT]): {},
-        fact(SystemdEnabled, services=[ACCEPT]): {},
         # the manifest (`gpubox manifest check` cannot run yet: "stale")
         fact(File, path=MANIFEST_INPUTS): None,
         fact(Directory, path=MANIFEST_INPUTS): None,
@@ -566,6 +566,12 @@ def installed_node(data: dict, fresh: Plan) -> dict:
         fact(Link, path=f"{OPT}/bin/p2pBandwidthLatencyTest"): root_link(
             f"{at.samples}/p2pBandwidthLatencyTest"
         ),
+        fact(File, path=GPU_BURN_TGZ): root_file(),
+        fact(Sha256File, path=GPU_BURN_TGZ): GPU_BURN_SHA256,
+        fact(FileText, path=f"{GPU_BURN}/{STAMP}"): written_stamp(
+            fresh.op("build gpu-burn 9aefd7c0cc60 for compute_80")
+        ),
+        fact(Link, path=f"{OPT}/bin/gpu_burn"): root_link(f"{GPU_BURN}/gpu_burn"),
         fact(Directory, path="/etc/gpubox"): root_dir(),
         **as_uploaded(SPEC_JSON),
         **as_uploaded(WHEEL),
@@ -582,10 +588,6 @@ def installed_node(data: dict, fresh: Plan) -> dict:
         fact(Directory, path="/etc/systemd/system"): root_dir(),
         fact(SystemdStatus, services=[CLOCKS]): {CLOCKS: True},
         fact(SystemdEnabled, services=[CLOCKS]): {CLOCKS: True},
-        fact(Directory, path=RUNS): root_dir(),
-        **as_uploaded(ACCEPT_UNIT),
-        fact(SystemdStatus, services=[ACCEPT]): {ACCEPT: True},
-        fact(SystemdEnabled, services=[ACCEPT]): {ACCEPT: True},
         **as_uploaded(MANIFEST_INPUTS),
         fact(ManifestCurrent, gpubox=GPUBOX): True,
     }
@@ -724,11 +726,11 @@ def test_operations_run_in_the_order_deploy_py_composes_them(plan_deploy, home):
         "CUDA toolkit and NCCL",
         "nccl-tests",
         "bandwidth tools",
+        "gpu-burn",
         "gpubox node spec",
         "gpubox on the node",
         "PCIe P2P tuning",
         "GPU clock lock at boot",
-        "boot-time acceptance",
         "install manifest",
     ]
     at = plan.names.index
