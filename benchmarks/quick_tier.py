@@ -43,9 +43,11 @@ def main() -> None:
     server = Server(port=STANDIN_PORT - 2)  # beside a test session's
     env = {**os.environ, **server.env()}
     try:
+        running = {t.name for t in target.list_targets() if t.running}
         for name in names:
-            target.up(name)
-        deployed = deploy(env, "--serial")
+            if name not in running:  # --keep from an earlier run leaves them up and deployed
+                target.up(name)
+        deployed = deploy(env, "--serial", timeout=7200)
         assert deployed.returncode == 0, deployed.stdout[-3000:]
         node = target.get_target(names[0])
         probe = node.ssh_command("/opt/gpubox/venv/bin/gpubox probe --json")

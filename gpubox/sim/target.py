@@ -21,7 +21,9 @@ Layout outside the target::
 
 Inside the target: the library at ``/usr/lib/gpubox-sim/libnvidia-ml.so.1`` (not on the linker
 path), the scenario at ``/etc/gpubox-sim/scenario.json`` and the library's state under
-``/run/gpubox-sim`` (a tmpfs, cleared by a reboot).
+``/run/gpubox-sim`` (a tmpfs, cleared by a reboot). The benchmark replay (a simulation input,
+:mod:`gpubox.sim.replay`) sits at ``/usr/lib/gpubox-sim/replay.py`` with the benchmark tools'
+names linked to it in ``/usr/lib/gpubox-sim/bin/``; it prints the scenario's recorded output.
 
 Everything here needs root (debootstrap, chroot and systemd-nspawn do).
 """
@@ -83,6 +85,15 @@ APT_ARCHIVES_IN_TARGET = "/var/cache/apt/archives"
 # The simulated gpu-burn (a simulation input): gpubox/sim/burn_replay.py, linked as the tool.
 BURN_REPLAY_IN_TARGET = "/usr/lib/gpubox-sim/burn_replay.py"
 GPU_BURN_IN_TARGET = "/usr/lib/gpubox-sim/bin/gpu_burn"
+# Benchmark replay (a simulation input): gpubox/sim/replay.py, and the tools' names linked to it.
+REPLAY_IN_TARGET = "/usr/lib/gpubox-sim/replay.py"
+REPLAY_BIN_IN_TARGET = "/usr/lib/gpubox-sim/bin"
+_COLLECTIVES = "all_reduce all_gather alltoall broadcast gather hypercube reduce reduce_scatter"
+REPLAY_TOOLS = (
+    "bandwidthTest",
+    "p2pBandwidthLatencyTest",
+    *(f"{c}_perf" for c in f"{_COLLECTIVES} scatter sendrecv".split()),
+)
 
 BOOT_TIMEOUT_S = 120.0
 HOST_KEY_TYPES = ("ed25519", "ecdsa")
@@ -737,6 +748,28 @@ def _install_library(rootfs: Path) -> None:
     os.replace(tmp, dest)
 
 
+def _install_replay(rootfs: Path) -> None:
+    """The benchmark replay and, in REPLAY_BIN_IN_TARGET, the tools' names linked to it: run under
+    such a name it prints the scenario's recorded output (see gpubox/sim/replay.py)."""
+    source = Path(__file__).resolve().with_name("replay.py")
+    dest = rootfs / REPLAY_IN_TARGET.lstrip("/")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.copyfile(source, tmp)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, dest)
+    folder = rootfs / REPLAY_BIN_IN_TARGET.lstrip("/")
+    folder.mkdir(parents=True, exist_ok=True)
+    link = os.path.relpath(dest, folder)
+    for tool in REPLAY_TOOLS:
+        path = folder / tool
+        if path.is_symlink() and os.readlink(path) == link:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        path.symlink_to(link)
+
+
 def _install_burn_replay(rootfs: Path) -> None:
     """The simulated gpu-burn (gpubox/sim/burn_replay.py) and ``gpu_burn``/``gpu-burn`` linked to
     it next to GPU_BURN_IN_TARGET: it prints gpu-burn's output from the scenario's burn timeline
@@ -924,16 +957,39 @@ def _write_sshd_config(target: Target) -> None:
     )
 
 
-def _prepare_apt_archives(rootfs: Path) -> Path:
-    archives = apt_archives_dir()
+def _prepare_apt_archives(target: Target) -> Path:
+    """The target's own apt archive folder, seeded from the machine-wide cache.
+
+    Each target gets its own folder (apt locks its archive folder without waiting, so targets
+    sharing one would fail when deployed in parallel); packages already downloaded by any
+    target are hard-linked in, and new ones go back to the shared cache when it stops."""
+    archives = target.state_dir / "apt-archives"
     partial = archives / "partial"
     partial.mkdir(parents=True, exist_ok=True)
-    ids = _passwd_ids(rootfs, "_apt")
+    _link_debs(apt_archives_dir(), archives)
+    ids = _passwd_ids(target.rootfs, "_apt")
     if ids is not None:  # apt downloads as _apt into partial/
         with contextlib.suppress(OSError):
             os.chown(partial, ids[0], 0)
             os.chmod(partial, 0o700)
     return archives
+
+
+def _link_debs(source: Path, dest: Path) -> None:
+    """Hard-link (or copy, across file systems) every .deb of ``source`` missing in ``dest``."""
+    if not source.is_dir():
+        return
+    dest.mkdir(parents=True, exist_ok=True)
+    have = {p.name for p in dest.glob("*.deb")}
+    for deb in source.glob("*.deb"):
+        if deb.name in have:
+            continue
+        tmp = dest / f".{deb.name}.{os.getpid()}.tmp"
+        try:
+            os.link(deb, tmp)
+        except OSError:
+            shutil.copyfile(deb, tmp)
+        os.replace(tmp, dest / deb.name)
 
 
 # ----- boot and stop ------------------------------------------------------------------------
@@ -1066,7 +1122,7 @@ def _boot(target: Target, say: Progress, timeout: float, keep_port: bool) -> Non
         raise SimError(f"{target.name!r} has no base recorded; purge it and create it again")
     for attempt in range(3):
         _mount_rootfs(target, target.base)
-        archives = _prepare_apt_archives(target.rootfs)
+        archives = _prepare_apt_archives(target)
         taken = {t.port for t in list_targets() if t.name != target.name and t.port}
         if not target.port or target.port in taken or not port_free(target.port):
             if keep_port and target.port:
@@ -1122,6 +1178,8 @@ def _stop(target: Target, timeout: float) -> None:
                 os.kill(leftover, signal.SIGKILL)
         time.sleep(0.1)
     _umount_under(target.rootfs)
+    with contextlib.suppress(OSError):  # share what this node downloaded with later nodes
+        _link_debs(target.state_dir / "apt-archives", apt_archives_dir())
     propagate = Path("/run/systemd/nspawn/propagate") / target.machine
     if propagate.exists():
         _umount_under(propagate)
@@ -1200,6 +1258,7 @@ def up(
             _ensure_key(target)
             _install_library(target.rootfs)
             _install_burn_replay(target.rootfs)
+            _install_replay(target.rootfs)
             _install_scenario(target.rootfs, target.scenario)
             _install_host_cas(target.rootfs)
             _save(target)
@@ -1303,6 +1362,7 @@ def set_scenario(name: str, scenario: str) -> Target:
         if target.running:
             _install_scenario(target.rootfs, scenario)
             _install_burn_replay(target.rootfs)  # a target booted before it existed gets it
+            _install_replay(target.rootfs)  # a target booted before the replay existed gets it
         target.scenario = scenario
         keep = {k: raw[k] for k in ("system_state",) if k in raw}
         _save(target, keep)

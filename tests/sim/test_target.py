@@ -242,6 +242,30 @@ def test_apt_keeps_downloads_in_the_shared_archive(sim, node):
     assert out.split()[-1] != "0", "/var/cache/apt/archives is not the bind-mounted host folder"
 
 
+def test_each_node_has_its_own_archive_seeded_from_and_returned_to_the_shared_cache(sim):
+    """apt locks its archive folder without waiting: nodes deployed in parallel need their own."""
+    from gpubox.sim import target as t
+
+    shared = t.apt_archives_dir()
+    seed = shared / f"gpubox-test-seed-{uuid.uuid4().hex[:8]}_1_all.deb"
+    seed.write_bytes(b"seed")
+    name, fresh = f"a{uuid.uuid4().hex[:8]}", f"gpubox-test-new-{uuid.uuid4().hex[:8]}_1_all.deb"
+    try:
+        info = sim.up(name)
+        own = Path(info["rootfs"]).parent / "apt-archives"
+        assert (own / seed.name).read_bytes() == b"seed"  # seeded from the shared cache
+        mounts = sim.ssh(name, "grep ' /var/cache/apt/archives ' /proc/mounts").stdout
+        assert mounts, "the node's archive folder is not bind-mounted"
+        sim.ssh(name, f"echo new > /var/cache/apt/archives/{fresh}")
+        assert not (shared / fresh).exists()
+        sim("down", name)
+        assert (shared / fresh).read_bytes() == b"new\n"  # handed back when the node stopped
+    finally:
+        sim("down", "--purge", name, check=False)
+        for leftover in (seed, shared / fresh):
+            leftover.unlink(missing_ok=True)
+
+
 def test_ssh_command_convenience(sim, node):
     assert sim("ssh", node["name"], "echo", "hello").stdout.strip() == "hello"
 
