@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "accept": ("gpubox.commands.accept_cmd", "run the boot-time acceptance checks; keep a record"),
     "history": ("gpubox.commands.history_cmd", "list boot records and what changed at each boot"),
     "report": ("gpubox.commands.report_cmd", "write the boot records as an HTML report"),
+    "bench": ("gpubox.bench.cli", "run the bandwidth tier's benchmarks on this node"),
+    "calibrate": ("gpubox.commands.calibrate_cmd", "measure a known-good node; write a baseline"),
 }
 
 

@@ -407,6 +407,84 @@ class Floors:
     )
 
 
+def _absolute_or_null(value):
+    return None if value is None or value.startswith("/") else "an absolute path"
+
+
+def _program_name(value):
+    return None if re.fullmatch(r"[A-Za-z0-9_.+-]+", value) else "a program name (no folder)"
+
+
+@dataclass(frozen=True)
+class Mpirun:
+    enabled: bool = field(
+        default=False,
+        metadata=_doc("run nccl-tests under mpirun, one rank per GPU (needs `software.mpi`)"),
+    )
+    command: str = field(default="mpirun", metadata=_doc("the mpirun program"))
+    hosts: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc("hosts for `-H` (`node1` or `node1:4`); empty: this node only"),
+    )
+    extra_args: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc("more mpirun arguments, e.g. [--mca, btl_tcp_if_include, eth0]"),
+    )
+
+
+@dataclass(frozen=True)
+class Bench:
+    """How the bandwidth tier measures (``gpubox bench run``)."""
+
+    nccl_binary: str = field(
+        default="all_reduce_perf",
+        metadata=_doc("nccl-tests program the `floors.allreduce` runs use", _program_name),
+    )
+    iterations: int = field(
+        default=20, metadata=_doc("nccl-tests timed iterations (`-n`)", _range(1, 100000))
+    )
+    warmup: int = field(
+        default=5, metadata=_doc("nccl-tests warm-up iterations (`-w`)", _range(0, 100000))
+    )
+    timeout_s: int = field(
+        default=600,
+        metadata=_doc("seconds one tool run may take before it is killed", _range(1, 86400)),
+    )
+    memory: Literal["pinned", "pageable"] = field(
+        default="pinned", metadata=_doc("bandwidthTest host memory (`--memory`)")
+    )
+    transfer_size: int = field(
+        default=32 * 1024 * 1024,
+        metadata=_doc("bandwidthTest transfer size (bytes, or like 32M)", convert=_size),
+    )
+    tools_dir: str | None = field(
+        default=None,
+        metadata=_doc(
+            "folder of bandwidthTest and p2pBandwidthLatencyTest (null: `{install_dir}/bin`)",
+            _absolute_or_null,
+        ),
+    )
+    nccl_tests_dir: str | None = field(
+        default=None,
+        metadata=_doc(
+            "folder of the nccl-tests programs (null: `{install_dir}/nccl-tests/current`)",
+            _absolute_or_null,
+        ),
+    )
+    log_dir: str = field(
+        default="/var/log/gpubox/bench",
+        metadata=_doc("raw tool logs, one folder per run (the newest 20 kept)", _absolute_or_null),
+    )
+    mpirun: Mpirun = field(default=Mpirun(), metadata=_doc("mpirun launcher for nccl-tests"))
+    baseline: str | None = field(
+        default=None,
+        metadata=_doc(
+            "baseline file from `gpubox calibrate` (null: /etc/gpubox/baseline.json on the node "
+            "when present): its floors apply where `floors` gives none"
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class Limits:
     gpu_temp_c: float = field(
@@ -562,6 +640,9 @@ class NodeSpec:
     )
     clocks: Clocks = field(default=Clocks(), metadata=_doc("clock locks applied at every boot"))
     floors: Floors = field(default=Floors(), metadata=_doc("bandwidth floors"))
+    bench: Bench = field(
+        default=Bench(), metadata=_doc("how the bandwidth tier measures (`gpubox bench run`)")
+    )
     limits: Limits = field(default=Limits(), metadata=_doc("thermal and power ceilings"))
     stress: Stress = field(
         default=Stress(),
@@ -804,6 +885,13 @@ def _cross_check(spec: NodeSpec) -> NodeSpec:
         raise SpecError(host, "software.nvml_library", sw.nvml_library, "an absolute path")
     if not sw.install_dir.startswith("/"):
         raise SpecError(host, "software.install_dir", sw.install_dir, "an absolute path")
+    if spec.bench.mpirun.enabled and not sw.mpi:
+        raise SpecError(
+            host,
+            "bench.mpirun.enabled",
+            True,
+            "false, or `software.mpi: true` (nccl-tests must be built with MPI to run under mpirun)",
+        )
     return dataclasses.replace(spec, gpu_count=count)
 
 
