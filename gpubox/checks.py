@@ -7,7 +7,11 @@
 * fixtures ``node`` (one per inventory host, session-scoped snapshot), ``gpu`` and ``pair``
   parametrised from that host's spec, with ids that read like ``test_p2p[gpu0-gpu1]``
   (``test_p2p[home-gpu0-gpu1]`` when the inventory has several hosts);
-* :func:`check`, which turns a :class:`gpubox.judge.Verdict` into pass / skip / fail;
+* fixtures ``allreduce`` (one per ``floors.allreduce`` entry: ``test_allreduce[gpu0+gpu1]``),
+  ``bench`` (the node's ``gpubox bench run --json`` document, measured once per host and session,
+  only when a bandwidth check runs) and ``baseline`` (the calibrated baseline, or None);
+* :func:`check`, which turns a :class:`gpubox.judge.Verdict` into pass / skip / fail (``warn``
+  passes with a :class:`GpuboxWarning`);
 * a JSON results file (every host's spec and snapshot, every check's outcome and message) and a
   JUnit XML file, written on every run (``results/`` unless told otherwise).
 
@@ -26,6 +30,7 @@ import shlex
 import socket
 import sys
 import threading
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +45,7 @@ NODE_SPEC = "/etc/gpubox/spec.json"
 REMOTE_GPUBOX = "{install_dir}/venv/bin/gpubox"
 CLOCK_UNIT = "gpubox-clocks.service"
 _SNAPSHOT_KEY = "gpubox_snapshot"
+_BENCH_KEY = "gpubox_bench"
 _VERDICT_KEY = "gpubox_verdict"
 _BURN_KEY = "gpubox_burn"
 
@@ -61,6 +67,9 @@ class Node:
     _error: NodeError | None = field(default=None, repr=False)
     _burn: dict | None = field(default=None, repr=False)  # `gpubox burn` (run once)
     _burn_error: NodeError | None = field(default=None, repr=False)
+    _bench: dict | None = field(default=None, repr=False)  # `gpubox bench run` (run once)
+    _bench_error: NodeError | None = field(default=None, repr=False)
+    _baseline: Any = field(default=False, repr=False)  # False: not loaded yet
     _host: Any = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -112,6 +121,93 @@ class Node:
             raise NodeError(
                 f"{self.name}: the probe printed no JSON: {result.stdout[:200]!r}"
             ) from None
+
+    # ---- the bandwidth tier: `gpubox bench run --json` on the node, once per session ----
+
+    def bench_command(self) -> str:
+        if self.remote:
+            gpubox = REMOTE_GPUBOX.format(install_dir=self.spec.software.install_dir)
+            return f"{gpubox} bench run --json --quiet"
+        return (
+            f"{shlex.quote(sys.executable)} -m gpubox bench run --json --quiet "
+            f"--spec {shlex.quote(self.node_spec)}"
+        )
+
+    @property
+    def bench(self) -> dict:
+        """The bench document (see gpubox.bench.tier), measured on first use, then cached."""
+        with self._lock:
+            if self._bench_error is not None:
+                raise self._bench_error
+            if self._bench is None:
+                try:
+                    self._bench = self.run_bench()
+                except NodeError as exc:
+                    self._bench_error = exc
+                    raise
+            return self._bench
+
+    def run_bench(self) -> dict:
+        """Run the bandwidth tier's measurements on the node now (no caching)."""
+        cmd = self.bench_command()
+        try:
+            result = self.host.run(cmd)
+        except Exception as exc:  # paramiko/socket errors come in many types
+            raise NodeError(
+                f"{self.name}: cannot reach the node to run the benchmarks ({exc})"
+            ) from None
+        # Exit 1: a tool failed; the document says which. Anything else is gpubox's own failure.
+        if result.rc not in (0, 1) or not result.stdout.lstrip().startswith("{"):
+            hint = ""
+            if result.rc == 127 or "No such file" in result.stderr:
+                hint = ": gpubox is not installed on the node; run the deploy first"
+            raise NodeError(
+                f"{self.name}: `{cmd}` exited {result.rc}{hint}: {result.stderr.strip()[-500:]}"
+            )
+        try:
+            return json.loads(result.stdout)
+        except ValueError:
+            raise NodeError(
+                f"{self.name}: `gpubox bench run` printed no JSON: {result.stdout[:200]!r}"
+            ) from None
+
+    @property
+    def baseline(self):
+        """The calibrated baseline (:class:`gpubox.baseline.Baseline`) or None.
+
+        ``bench.baseline`` names a file on the machine running the checks or on the node; without
+        it, ``/etc/gpubox/baseline.json`` on the node is used when present.
+        """
+        with self._lock:
+            if self._baseline is False:
+                self._baseline = self._load_baseline()
+            return self._baseline
+
+    def _load_baseline(self):
+        from gpubox.baseline import DEFAULT_PATH, Baseline, BaselineError
+
+        named = self.spec.bench.baseline
+        text = where = None
+        if named and self.remote and os.path.isfile(named):
+            text, where = Path(named).read_text(), named
+        else:
+            path = named or DEFAULT_PATH
+            try:
+                f = self.host.file(path)
+                if f.exists:
+                    text, where = f.content_string, f"{self.name}:{path}" if self.remote else path
+            except Exception as exc:  # paramiko/socket errors come in many types
+                raise NodeError(f"{self.name}: cannot read the baseline {path} ({exc})") from None
+        if text is None:
+            if named:
+                raise NodeError(
+                    f"{self.name}: bench.baseline {named} exists neither here nor on the node"
+                )
+            return None
+        try:
+            return Baseline.from_text(text, self.spec.host, where)
+        except BaselineError as exc:
+            raise NodeError(f"{self.name}: {exc}") from None
 
     # ---- the stress tier: `gpubox burn --json` on the node, once per session ----
 
@@ -282,10 +378,18 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize(("node", "pair"), params, ids=ids, scope="session")
     elif "allreduce" in metafunc.fixturenames:
         params = [(n, f) for n in nodes for f in n.spec.floors.allreduce]
-        ids = [ident(n, f.id) for n, f in params]
+        ids = [ident(n, _allreduce_id(n.spec, f)) for n, f in params]
         metafunc.parametrize(("node", "allreduce"), params, ids=ids, scope="session")
     else:
         metafunc.parametrize("node", nodes, ids=[n.name for n in nodes], scope="session")
+
+
+def _allreduce_id(spec: NodeSpec, floor) -> str:
+    """``gpu0+gpu1``; ``gpu0+gpu1@32M`` when the spec lists that GPU set at several sizes."""
+    from gpubox.floors import format_size
+
+    twice = sum(f.gpus == floor.gpus for f in spec.floors.allreduce) > 1
+    return f"{floor.id}@{format_size(floor.size)}" if twice else floor.id
 
 
 def pytest_collection_modifyitems(config, items):
@@ -311,6 +415,33 @@ def snapshot(node, request):
 
 
 @pytest.fixture
+def bench(node, request):
+    """The node's bench document (``gpubox bench run --json``, run once per host and session);
+    attached to the first report per host so the JSON file has it."""
+    try:
+        doc = node.bench
+    except NodeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    if not getattr(node, "_bench_reported", False):
+        node._bench_reported = True
+        request.node.user_properties.append((_BENCH_KEY, {node.name: doc}))
+    return doc
+
+
+@pytest.fixture
+def baseline(node):
+    """The node's calibrated baseline (``gpubox calibrate``), or None."""
+    try:
+        return node.baseline
+    except NodeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+class GpuboxWarning(UserWarning):
+    """A check passed, but close to its floor (``warn``)."""
+
+
+@pytest.fixture
 def burn(node, request):
     """The node's burn document (one burn per host and session); attached to the first report
     per host, so the JSON results file has it under ``hosts[name]["burn"]``."""
@@ -325,12 +456,15 @@ def burn(node, request):
 
 
 def check(request, verdict: judge.Verdict):
-    """Record ``verdict`` on the test, then pass, skip or fail with its message."""
+    """Record ``verdict`` on the test, then pass, skip or fail with its message (a ``warn``
+    passes with a warning)."""
     request.node.user_properties.append((_VERDICT_KEY, verdict.as_dict()))
     if verdict.level == judge.SKIP:
         pytest.skip(verdict.message)
     if verdict.level == judge.FAIL:
         pytest.fail(verdict.message, pytrace=False)
+    if verdict.level == judge.WARN:
+        warnings.warn(GpuboxWarning(verdict.message), stacklevel=2)
 
 
 class Results:
@@ -351,6 +485,9 @@ class Results:
             if key == _SNAPSHOT_KEY:
                 for host, snap in value.items():
                     self.hosts.setdefault(host, {})["snapshot"] = snap
+            elif key == _BENCH_KEY:
+                for host, doc in value.items():
+                    self.hosts.setdefault(host, {})["bench"] = doc
             elif key == _BURN_KEY:
                 for host, doc in value.items():
                     self.hosts.setdefault(host, {})["burn"] = doc
@@ -375,6 +512,8 @@ class Results:
                 entry.setdefault("snapshot", node._snapshot)
             if node._burn is not None:
                 entry.setdefault("burn", node._burn)
+            if node._bench is not None:
+                entry.setdefault("bench", node._bench)
         counts: dict[str, int] = {}
         for c in self.checks:
             counts[c["outcome"]] = counts.get(c["outcome"], 0) + 1
@@ -398,6 +537,8 @@ class Results:
         for c in self.checks:
             if c["outcome"] == "failed":
                 terminalreporter.write_line(f"FAIL {c['id'].split('::')[-1]}: {c['message']}")
+            elif (c["verdict"] or {}).get("level") == judge.WARN:
+                terminalreporter.write_line(f"WARN {c['id'].split('::')[-1]}: {c['message']}")
         junit = self.config.option.xmlpath
         terminalreporter.write_line(
             f"results: {self.path}" + (f", junit: {junit}" if junit else "")
