@@ -17,7 +17,12 @@ from pathlib import Path
 from pyinfra.api.exceptions import PyinfraError
 
 from gpubox.inventory import hosts
-from gpubox.sim.target import GPU_BURN_IN_TARGET, LIBRARY_IN_TARGET, inventory_hosts
+from gpubox.sim.target import (
+    GPU_BURN_IN_TARGET,
+    LIBRARY_IN_TARGET,
+    REPLAY_BIN_IN_TARGET,
+    inventory_hosts,
+)
 
 _home = runpy.run_path(str(Path(__file__).with_name("home.py")))["_pg199_node"]
 _expectations = {k: v for k, v in _home.items() if not k.startswith("ssh_") and k != "software"}
@@ -42,10 +47,17 @@ if os.environ.get("GPUBOX_NCCL_TESTS_URL"):
         "version": os.environ.get("GPUBOX_NCCL_TESTS_VERSION", "0.0.0-standin"),
     }
 
+# The simulated node has no GPU: its benchmark tools are the replay of the scenario's recorded
+# output (gpubox/sim/replay.py, installed by `gpubox sim up`), a simulation input used nowhere else.
+_bench = {"tools_dir": REPLAY_BIN_IN_TARGET, "nccl_tests_dir": REPLAY_BIN_IN_TARGET}
+
 _running = inventory_hosts()
 if not _running:
     raise PyinfraError("no simulated node is running: start one with `gpubox sim up`")
 
 sim_nodes = hosts(
-    [(name, {**_expectations, "software": _software, **conn}) for name, conn in _running]
+    [
+        (name, {**_expectations, "software": _software, "bench": _bench, **conn})
+        for name, conn in _running
+    ]
 )

@@ -248,6 +248,55 @@ def _validate_layer(doc: dict, fail: Fail) -> None:
         seen = [g[key] for g in gpus if g["present"]]
         if len(seen) != len(set(seen)):
             fail(f"gpus[*].{key}", "two present GPUs share a value")
+    _validate_benchmarks(doc.get("benchmarks", {}), fail)
+
+
+# ---- Benchmarks: recorded tool output that gpubox/sim/replay.py prints on the simulated node ----
+BENCHMARK_SCHEMA: dict[str, Check] = {
+    "tool": ("a program name like bandwidthTest or all_reduce_perf", _matches(r"[\w.+-]+")),
+    "gpus": ("a list of GPU indices", lambda v: isinstance(v, list) and _uint_list(MAX_GPUS)[1](v)),
+    "size": ("a size in bytes > 0", lambda v: type(v) is int and v > 0),
+    "exit": ("an exit code 0..255", lambda v: type(v) is int and 0 <= v <= 255),
+    "output": ("a string (what the tool prints)", lambda v: isinstance(v, str)),
+    "stderr": ("a string", lambda v: isinstance(v, str)),
+    "seconds": ("a number of seconds >= 0", lambda v: type(v) in (int, float) and v >= 0),
+}
+
+
+def _validate_benchmarks(benchmarks: Any, fail: Fail) -> None:
+    if not isinstance(benchmarks, dict):
+        fail("benchmarks", "expected an object of name: recorded run")
+    for name, entry in benchmarks.items():
+        where = f"benchmarks.{name}"
+        if not isinstance(entry, dict):
+            fail(where, f"expected an object with keys {', '.join(BENCHMARK_SCHEMA)}")
+        for key in ("tool", "output"):
+            if key not in entry:
+                fail(f"{where}.{key}", "missing")
+        for key, value in entry.items():
+            if key not in BENCHMARK_SCHEMA:
+                fail(f"{where}.{key}", f"unknown key (known: {', '.join(BENCHMARK_SCHEMA)})")
+            what, ok = BENCHMARK_SCHEMA[key]
+            if not ok(value):
+                fail(f"{where}.{key}", f"expected {what}, got {json.dumps(value)[:80]}")
+
+
+def _inline_outputs(value: Any, folder: Path, where: str, fail: Fail) -> Any:
+    """``output_file`` (a path relative to the scenario's folder) -> ``output`` (its text)."""
+    if isinstance(value, dict):
+        out = {}
+        for key, sub in value.items():
+            if key == "output_file":
+                if not isinstance(sub, str):
+                    fail(f"{where}.output_file", "expected a path relative to the scenario file")
+                try:
+                    out["output"] = (folder / sub).read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError) as e:
+                    fail(f"{where}.output_file", f"cannot read {folder / sub}: {e}")
+            else:
+                out[key] = _inline_outputs(sub, folder, f"{where}.{key}", fail)
+        return out
+    return value
 
 
 # ---- Paths: "gpus[0].pcie.width_current", "gpus[*].lost", "p2p.pairs.2-3.read" ----
@@ -294,7 +343,7 @@ def _apply_set(doc: dict, path: str, value: Any, fail: Fail) -> None:
             fail(f"set.{path}", f"{done}: not an object, cannot have key {token!r}")
         elif token not in node:
             # Only P2P pair overrides may be created; any other new key is a typo.
-            if done == "p2p.pairs" or re.fullmatch(r"p2p\.pairs\.[^.]+", done):
+            if done in ("p2p.pairs", "benchmarks") or re.fullmatch(r"p2p\.pairs\.[^.]+", done):
                 node[token] = {} if rest else None
             else:
                 fail(f"set.{path}", f"unknown key {token!r} in {done or 'the scenario'}")
@@ -338,12 +387,21 @@ def _layer(path: Path, label: str, chain: tuple[Path, ...]) -> tuple[dict, str]:
         if not isinstance(sets, dict):
             fail("set", "expected an object of path: value")
         for key, value in sets.items():
+            if key.startswith("benchmarks"):
+                if key.endswith(".output_file"):  # replace one recorded output by a file's text
+                    key, value = key[: -len("_file")], {"output_file": value}
+                    value = _inline_outputs(value, path.parent, f"set.{key}", fail)["output"]
+                else:
+                    value = _inline_outputs(value, path.parent, f"set.{key}", fail)
             _apply_set(doc, key, value, fail)
         doc["description"] = src.get("description", doc.get("description", ""))
     else:
         for key in src:
-            if key not in ("description", "system", "gpu_defaults", "gpus", "p2p"):
-                fail(key, "unknown key (known: description, system, gpu_defaults, gpus, p2p)")
+            if key not in ("description", "system", "gpu_defaults", "gpus", "p2p", "benchmarks"):
+                fail(
+                    key,
+                    "unknown key (known: description, system, gpu_defaults, gpus, p2p, benchmarks)",
+                )
         defaults = src.get("gpu_defaults", {})
         if not isinstance(defaults, dict) or not isinstance(src.get("gpus"), list):
             fail("gpus", "expected gpu_defaults (an object) and gpus (a list of objects)")
@@ -354,6 +412,8 @@ def _layer(path: Path, label: str, chain: tuple[Path, ...]) -> tuple[dict, str]:
             gpus.append(_merge(copy.deepcopy(defaults), own))
         doc = {**copy.deepcopy(src), "gpus": gpus}
         doc.pop("gpu_defaults", None)
+        if "benchmarks" in doc:
+            doc["benchmarks"] = _inline_outputs(doc["benchmarks"], path.parent, "benchmarks", fail)
         doc.setdefault("description", "")
     _validate_layer(doc, fail)
     return doc, path.stem
@@ -393,6 +453,7 @@ def load(name_or_path: str | os.PathLike) -> dict:
             ]
             for cap in P2P_CAPS
         },
+        "benchmarks": doc.get("benchmarks", {}),
     }
 
 

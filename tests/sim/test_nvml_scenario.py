@@ -34,6 +34,12 @@ SHIPPED = [
     "fault-burn-errors",
     "fault-burn-zero-work-ok",
     "fault-burn-over-supply",
+    # benchmark replay faults (recorded tool output only; see tests/sim/test_replay.py)
+    "fault-bw-gpu0-x4-slot",
+    "fault-bw-p2p-off",
+    "fault-bw-slow-pair",
+    "fault-bw-wrong-data",
+    "fault-bw-crashed",
 ]
 
 
