@@ -802,7 +802,10 @@ def _install_host_cas(rootfs: Path, source: Path = HOST_CA_DIR) -> None:
     certs = sorted(source.rglob("*.crt")) if source.is_dir() else []
     dest = rootfs / "usr/local/share/ca-certificates/gpubox-host"
     current = sorted(dest.glob("*.crt")) if dest.is_dir() else []
-    if [c.read_bytes() for c in certs] == [c.read_bytes() for c in current]:
+    bundle = rootfs / "etc/ssl/certs/ca-certificates.crt"
+    trusted = bundle.read_text(errors="replace") if bundle.is_file() else ""
+    in_bundle = all(_pem_body(c) in trusted for c in certs)
+    if in_bundle and [c.read_bytes() for c in certs] == [c.read_bytes() for c in current]:
         return
     _remove_tree(dest)
     if not certs:
@@ -815,6 +818,12 @@ def _install_host_cas(rootfs: Path, source: Path = HOST_CA_DIR) -> None:
     )
     if result.returncode != 0:
         raise SimError(f"update-ca-certificates in the target failed: {result.stderr.strip()}")
+
+
+def _pem_body(cert: Path) -> str:
+    """The base64 body of a PEM certificate (what a CA bundle must contain to trust it)."""
+    lines = cert.read_text(errors="replace").splitlines()
+    return "\n".join(line for line in lines if line and not line.startswith("-----"))[:200]
 
 
 # ----- preparing a root file system ---------------------------------------------------------
@@ -1122,6 +1131,7 @@ def _boot(target: Target, say: Progress, timeout: float, keep_port: bool) -> Non
         raise SimError(f"{target.name!r} has no base recorded; purge it and create it again")
     for attempt in range(3):
         _mount_rootfs(target, target.base)
+        _install_host_cas(target.rootfs)  # at every boot: the host's CAs may have changed
         archives = _prepare_apt_archives(target)
         taken = {t.port for t in list_targets() if t.name != target.name and t.port}
         if not target.port or target.port in taken or not port_free(target.port):
@@ -1260,7 +1270,6 @@ def up(
             _install_burn_replay(target.rootfs)
             _install_replay(target.rootfs)
             _install_scenario(target.rootfs, target.scenario)
-            _install_host_cas(target.rootfs)
             _save(target)
             say(f"booting {name}")
             _boot(target, say, timeout, keep_port=loaded is not None)
