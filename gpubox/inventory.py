@@ -13,7 +13,9 @@ loader so group data and precedence are exactly what a deploy sees.
 
 from __future__ import annotations
 
+import ast
 import os
+import runpy
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,17 +42,40 @@ def hosts(entries: Iterable[str | tuple[str, dict]]) -> list[tuple[str, dict]]:
 
 
 def load(path: str | os.PathLike, limit: Iterable[str] | None = None) -> list[InventoryHost]:
-    """Every host of a pyinfra inventory file with its merged data and validated spec."""
-    from pyinfra.api import State
-    from pyinfra.context import ctx_state
-    from pyinfra_cli.inventory import make_inventory
+    """Every host of a pyinfra inventory file with its merged data and validated spec.
+
+    Data is merged by pyinfra's own ``Inventory`` (host data over group data over ``all``), from
+    the inventory's groups and the ``group_data/*.py`` files pyinfra's CLI reads (in the current
+    directory and beside the inventory). The file is executed here rather than through
+    ``pyinfra_cli``, whose import monkey-patches the whole process with gevent (which breaks
+    pytest-xdist workers).
+    """
+    from pyinfra.api import Inventory
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"inventory file {str(path)!r} does not exist")
-    # pyinfra executes inventory files inside a state context, as its CLI does.
-    with ctx_state.use(State()):
-        inventory = make_inventory(str(path), cwd=str(path.resolve().parent.parent))
+    groups = _groups_of(path)
+    if "all" in groups:
+        all_hosts, all_data = _hosts_and_data(groups.pop("all"))
+    else:
+        all_hosts, all_data = [], {}
+        for group in groups.values():
+            for entry in _hosts_and_data(group)[0]:
+                if _name(entry) not in [_name(h) for h in all_hosts]:
+                    all_hosts.append(entry)
+    groups.setdefault(path.stem, [_name(h) for h in all_hosts])
+    folders = [Path.cwd() / "group_data", path.resolve().parent / "group_data"]
+    extra: dict[str, dict] = {}
+    for folder in dict.fromkeys(folders):  # same folder once
+        for file in sorted(folder.glob("*.py")) if folder.is_dir() else []:
+            extra.setdefault(file.stem, {}).update(_module_data(file))
+    all_data = {**all_data, **extra.pop("all", {})}
+    merged = {}
+    for name, group in groups.items():
+        hosts, data = _hosts_and_data(group)
+        merged[name] = (hosts, {**data, **extra.pop(name, {})})
+    inventory = Inventory((all_hosts, all_data), **merged)
     wanted = set(limit or ())
     found = []
     for host in inventory:
@@ -62,3 +87,40 @@ def load(path: str | os.PathLike, limit: Iterable[str] | None = None) -> list[In
         missing = ", ".join(sorted(wanted - {h.name for h in found}))
         raise KeyError(f"host(s) {missing} not in inventory {str(path)!r}")
     return found
+
+
+def _name(entry) -> str:
+    return entry[0] if isinstance(entry, tuple) else entry
+
+
+def _hosts_and_data(group) -> tuple[list, dict]:
+    return (list(group[0]), dict(group[1])) if isinstance(group, tuple) else (list(group), {})
+
+
+def _imported_names(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names.update(a.asname or a.name.split(".")[0] for a in node.names if a.name != "*")
+    return names
+
+
+def _module_data(path: Path) -> dict:
+    attrs = runpy.run_path(str(path))
+    skip = _imported_names(path)
+    return {k: v for k, v in attrs.items() if not k.startswith("__") and k not in skip}
+
+
+def _groups_of(path: Path) -> dict:
+    """Module-level lists of hosts (or ``(hosts, data)`` tuples), as pyinfra reads them."""
+
+    def is_group(value) -> bool:
+        hosts = value[0] if isinstance(value, tuple) and len(value) == 2 else value
+        return isinstance(hosts, list) and all(isinstance(h, str | tuple) for h in hosts)
+
+    return {
+        key: value
+        for key, value in _module_data(path).items()
+        if not key.startswith("_") and is_group(value)
+    }
