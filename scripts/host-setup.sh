@@ -6,6 +6,7 @@
 #   zstd               packs and unpacks the cached base
 #   openssh-client     ssh / ssh-keygen: keys and the way in
 #   gcc, libc6-dev     build the simulated libnvidia-ml.so.1
+#   chromium           headless: the tests render gpubox's HTML report and check its DOM
 set -eu
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -14,7 +15,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 missing=""
-PACKAGES="debootstrap systemd-container zstd openssh-client gcc libc6-dev"
+PACKAGES="debootstrap systemd-container zstd openssh-client gcc libc6-dev chromium"
 for pkg in $PACKAGES; do
     status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
     [ "$status" = "installed" ] || missing="$missing $pkg"
