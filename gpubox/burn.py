@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import select
 import signal
 import socket
 import statistics
@@ -234,6 +235,7 @@ class _Burn:
         }
         self.supply = {"t": [], "power_w": []}
         self.rest: dict[int, dict] = {}  # one reading per GPU before gpu-burn starts
+        self.read_error: str | None = None
         self.safety_stop: dict | None = None
         self.interrupted: str | None = None
         self.timed_out = False
@@ -260,13 +262,18 @@ class _Burn:
         self.kill()
 
     # -- gpu-burn's output --
-    def read_output(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        fd, pending = self.proc.stdout.fileno(), ""
+    def read_output(self, fd: int) -> None:
+        """Read gpu-burn's output from ``fd`` (our own duplicate of the pipe) until EOF."""
+        pending = ""
+        os.set_blocking(fd, True)  # a pipe found non-blocking (EAGAIN) in long test sessions
         while True:
             try:
                 chunk = os.read(fd, 65536)
-            except OSError:
+            except BlockingIOError:  # made non-blocking again by someone else: wait for data
+                select.select([fd], [], [], 1.0)
+                continue
+            except OSError as exc:
+                self.read_error = str(exc)
                 break
             if not chunk:
                 break
@@ -448,7 +455,12 @@ def run(
         )
         if burn.interrupted:  # a signal that came while the guard was starting
             burn.kill()
-        reader = threading.Thread(target=burn.read_output, name="gpubox-burn-out", daemon=True)
+        # Our own descriptor of the pipe: nothing else in this process can close it under us.
+        out_fd = os.dup(burn.proc.stdout.fileno())
+        burn.proc.stdout.close()
+        reader = threading.Thread(
+            target=burn.read_output, args=(out_fd,), name="gpubox-burn-out", daemon=True
+        )
         reader.start()
         sample_thread.start()
         deadline = burn.t0 + seconds + STTS_S + START_GRACE_S
@@ -471,6 +483,8 @@ def run(
                 burn.proc.wait(timeout=10)
         if reader is not None:
             reader.join(timeout=5)
+            if not reader.is_alive():
+                os.close(out_fd)
         if sample_thread.is_alive():
             sample_thread.join(timeout=5)
         sampler.close()
@@ -531,7 +545,8 @@ def _document(burn: _Burn, spec, started, argv, env, errors) -> dict[str, Any]:
             errors.append(f"gpu-burn's output not understood: {exc}")
     code = burn.proc.returncode if burn.proc is not None else None
     if not text.strip() and burn.proc is not None:
-        errors.append(f"gpu-burn printed nothing (exit code {code} after {burn.now():.1f} s)")
+        why = f"; reading it failed: {burn.read_error}" if burn.read_error else ""
+        errors.append(f"gpu-burn printed nothing (exit code {code} after {burn.now():.1f} s){why}")
     if code is not None and code >= 128 and burn.safety_stop is None and not burn.interrupted:
         code = -(code - 128)  # the guard reports a signal as 128 + N
     results = []

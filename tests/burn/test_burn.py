@@ -4,6 +4,7 @@ processes, real signals. No root, no container."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -57,6 +58,22 @@ def _lock(state: Path) -> None:
         (state / f"00000000:{bus}.gpu-locked-clocks").write_text("1140 1140\n")
 
 
+def burn_doc(path: Path, *args: str) -> tuple[int, dict]:
+    """``gpubox burn --json`` in a fresh interpreter, as on a node. (In-process runs would share
+    this test process with pyinfra's CLI, which gevent-patches threads, pipes and sleeps once any
+    test module imports it.)"""
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpubox.cli", "burn", "--spec", str(path), "--json", "--quiet"]
+        + list(args),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.stdout.startswith("{"), proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
 def test_command_order_and_environment():
     spec = NodeSpec.from_data({"gpu_count": 4, "stress": {"tensor_cores": True}})
     argv, env = burn.command(spec, 60, [1, 3])
@@ -67,10 +84,10 @@ def test_command_order_and_environment():
 
 
 def test_healthy_burn_passes_every_check(sim):
-    _, spec = sim()
+    path, spec = sim()
     _lock(sim.state)
-    doc = burn.run(spec, progress=None, handle_signals=False)
-    assert doc["ok"] is True, doc["errors"]
+    rc, doc = burn_doc(path)
+    assert rc == 0 and doc["ok"] is True, doc["errors"]
     assert doc["safety_stop"] is None and doc["exit_code"] == 0
     assert [r["verdict"] for r in doc["results"]] == ["OK"] * 4
     assert all(r["gflops_sustained"] > 14000 for r in doc["results"])
@@ -83,11 +100,10 @@ def test_healthy_burn_passes_every_check(sim):
 
 
 def test_hbm_over_the_ceiling_stops_the_burn_and_names_the_gpu(sim):
-    _, spec = sim("fault-burn-hbm-hot", duration_s=6)
+    path, spec = sim("fault-burn-hbm-hot", duration_s=6)
     _lock(sim.state)
-    started = time.monotonic()
-    doc = burn.run(spec, progress=None, handle_signals=False)
-    assert time.monotonic() - started < 8  # stopped before the run's end plus gpu-burn's wind-down
+    rc, doc = burn_doc(path)
+    assert rc == 1 and doc["duration_s"] < 6  # stopped before the run's end
     stop = doc["safety_stop"]
     assert (stop["gpu"], stop["what"], stop["limit"]) == (2, "hbm_temp_c", 85.0)
     assert stop["value"] >= 85 and 3.0 < stop["at_s"] < 6.0
@@ -98,9 +114,16 @@ def test_hbm_over_the_ceiling_stops_the_burn_and_names_the_gpu(sim):
 
 
 def test_a_gpu_already_at_its_ceiling_is_not_burned(sim):
-    _, spec = sim("fault-hbm-95c")
-    with pytest.raises(burn.BurnError, match=r"box gpu2 \(0f:00.0\) reads HBM 95 C at rest"):
-        burn.run(spec, progress=None, handle_signals=False)
+    path, _ = sim("fault-hbm-95c")
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpubox.cli", "burn", "--spec", str(path), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "gpubox burn: not starting: box gpu2 (0f:00.0) reads HBM 95 C at rest" in proc.stderr
     assert not list(sim.state.glob("*.burn"))
 
 
@@ -170,5 +193,34 @@ def test_killing_gpu_burn_alone_would_leave_its_workers(sim):
         time.sleep(0.3)
         assert len(_burn_processes(sim.state)) == 4
     finally:
+        for pid in _burn_processes(sim.state):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_lost_session_stops_the_burn(sim, tmp_path):
+    """The SSH session's process (here a shell) dies: the wrapper, re-parented, stops the burn."""
+    path, _ = sim(duration_s=60)
+    out = tmp_path / "burn.json"
+    cmd = f"{sys.executable} -m gpubox.cli burn --spec {path} --json --quiet > {out}; true"
+    shell = subprocess.Popen(["sh", "-c", cmd], cwd=ROOT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while len(_burn_processes(sim.state)) < 5:
+            assert time.monotonic() < deadline, "the simulated gpu-burn did not start"
+            time.sleep(0.1)
+        shell.kill()  # the session goes; nothing signals the wrapper itself
+        shell.wait()
+        deadline = time.monotonic() + 5
+        while _burn_processes(sim.state) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _burn_processes(sim.state) == []
+        deadline = time.monotonic() + 10
+        while not out.read_text().strip().endswith("}") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        doc = json.loads(out.read_text())
+        assert doc["interrupted"] == "lost session (the parent process went away)"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(shell.pid, signal.SIGKILL)
         for pid in _burn_processes(sim.state):
             os.kill(pid, signal.SIGKILL)
