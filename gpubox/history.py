@@ -353,6 +353,9 @@ def diff_checks(old_results: dict, new_results: dict, host: str | None = None) -
             continue
         verb = "now failing" if now == "failed" else "now passing"
         out.append(change("check", key, f"{verb}: {key}", was, now))
+    for key, now in b.items():  # e.g. the bandwidth tier ran at this boot only
+        if key not in a and now == "failed":
+            out.append(change("check", key, f"failing: {key} (not run at the previous boot)"))
     return out
 
 

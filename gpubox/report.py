@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -71,6 +72,11 @@ def _text(x, y, text, anchor="middle", size=12, fill="#222", weight="normal") ->
         f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-size="{size}" '
         f'fill="{fill}" font-weight="{weight}">{esc(text)}</text>'
     )
+
+
+def _label_step(n: int, plot_w: float, label_px: float = 28) -> int:
+    """Label every k-th boot so that the labels do not overlap."""
+    return max(1, math.ceil(n * label_px / plot_w))
 
 
 def heatmap(labels: list[str], cells: dict[tuple[int, int], tuple[str, str]], title: str) -> str:
@@ -136,11 +142,11 @@ def line_chart(
         digits = 0 if hi - lo > 20 else 1 if hi - lo > 2 else 2
         body.append(_text(left - 6, y + 4, f"{v:.{digits}f}", anchor="end", size=11))
     body.append(_text(14, top + plot_h / 2, unit, size=11))
-    step = max(1, n // 16)
+    step = _label_step(n, plot_w)
     for i, label in enumerate(x_labels):
-        if i % step == 0 or i == n - 1:
+        if i % step == 0:
             body.append(_text(px(i), top + plot_h + 16, label, size=10))
-    body.append(_text(left + plot_w / 2, height - 8, "boot (oldest left)", size=11))
+    body.append(_text(left + plot_w / 2, height - 8, "boot # (oldest left)", size=11))
     legend_y = top + 4
     for name, value in (refs or {}).items():
         y = py(value)
@@ -172,7 +178,8 @@ def line_chart(
         body.append(
             f'<rect x="{left + plot_w + 8}" y="{legend_y - 6}" width="12" height="4" fill="{colour}"/>'
         )
-        body.append(_text(left + plot_w + 26, legend_y, name, anchor="start", size=11))
+        short = name if len(name) <= 26 else name[:25] + "…"
+        body.append(_text(left + plot_w + 26, legend_y, short, anchor="start", size=11))
         legend_y += 16
     return _svg(width, height, body, title)
 
@@ -197,7 +204,7 @@ def stacked_bars(x_labels: list[str], stacks: dict[str, tuple[str, list[int]]], 
                     f'width="{bar * 0.7:.1f}" height="{h:.1f}" fill="{colour}"/>'
                 )
             y -= h
-        if i % max(1, n // 16) == 0 or i == n - 1:
+        if i % _label_step(n, plot_w) == 0:
             body.append(_text(left + i * bar + bar / 2, top + plot_h + 16, label, size=10))
     for k in range(5):
         v = hi * k / 4
@@ -206,7 +213,7 @@ def stacked_bars(x_labels: list[str], stacks: dict[str, tuple[str, list[int]]], 
     body.append(
         f'<line x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}" stroke="#999"/>'
     )
-    body.append(_text(left + plot_w / 2, height - 8, "boot (oldest left)", size=11))
+    body.append(_text(left + plot_w / 2, height - 8, "boot # (oldest left)", size=11))
     legend_y = top + 4
     for name, (colour, _counts) in stacks.items():
         body.append(
@@ -619,7 +626,7 @@ def _gpu_order(key: str) -> tuple:
 
 
 def _section_trends(recs: list[Record]) -> str:
-    labels = [f"{n}:{r.boot_id[:4]}" for n, r in enumerate(recs, 1)]
+    labels = [str(n) for n in range(1, len(recs) + 1)]  # the # of the boot history table
     counts = [r.meta.get("counts") or {} for r in recs]
     figures = [
         img(

@@ -83,9 +83,27 @@ def run(args) -> int:
         ],
         env,
     )
+    _step("the node's boot records: gpubox report --inventory inventories/sim.py")
+    report_path = _report(node.name, results)
     _step(f"done in {time.monotonic() - started:.0f} s")
     print(f"    results: {results / 'checks.json'} and {results / 'checks-junit.xml'}")
+    print(f"    history: gpubox history --inventory inventories/sim.py {node.name}")
     print(f"    log in:  ssh -F {node.ssh_config} {node.name}")
     print(f"    faults:  gpubox sim scenario {node.name} fault-gpu0-x4   (then re-run the checks)")
     print(f"    stop:    gpubox sim down {node.name} --purge")
+    print(f"report: {report_path}")
     return rc
+
+
+def _report(name: str, results: Path) -> Path:
+    """The report of the node's boot records (the acceptance unit ran at the reboot)."""
+    from gpubox import history, report
+
+    path = results / "report.html" if results.is_absolute() else ROOT / results / "report.html"
+    try:
+        (doc,) = history.collect(str(ROOT / "inventories/sim.py"), [name], full=True)
+    except history.HistoryError as exc:
+        raise CliError(f"cannot read the boot records of {name}: {exc}") from None
+    print(report.render_terminal(doc), end="")
+    report.write(str(path), report.render_html(doc))
+    return path

@@ -215,6 +215,47 @@ def test_the_report_in_headless_chromium(node, boots):
         assert "PASS" in history_rows[boot]
 
 
+# ---- the bandwidth tier --------------------------------------------------------------------------
+
+
+def test_with_the_bandwidth_tier_the_record_keeps_the_raw_logs_and_history_the_figures(
+    node, deploy_env, tmp_path
+):
+    """``gpubox accept --bandwidth`` (what the unit runs with ``acceptance.bandwidth: true``);
+    the simulated node's benchmark tools replay recorded output."""
+    try:
+        ssh(node, f"{GPUBOX} accept --bandwidth --no-notify")  # replaces this boot's record
+        reboot(node)  # the unit: quick tier only
+        target.set_scenario(node.name, "fault-bw-gpu0-x4-slot")  # uplink x4: NVML cannot see it
+        slow = ssh(node, f"{GPUBOX} accept --bandwidth --no-notify", check=False)
+    finally:
+        target.set_scenario(node.name, HEALTHY)
+    assert slow.returncode == 1
+    this_boot = boot_id(node)
+    entry = boot_entry(history(node), this_boot)
+    assert entry["tiers"] == ["quick", "bandwidth"] and entry["measured"]
+    assert set(entry["failed"]) == {
+        "test_h2d[gpu0]",
+        "test_d2h[gpu0]",
+        "test_h2d[gpu1]",
+        "test_d2h[gpu1]",
+    }
+    changed = texts(entry)
+    assert any(t.startswith("h2d[gpu0] 13.1 -> 3.") and t.endswith("%)") for t in changed), changed
+    logs = ssh(node, f"ls {RUNS}/{this_boot}/logs/bench").stdout.split()
+    assert "bandwidthTest-gpu0.log" in logs and "p2pBandwidthLatencyTest.log" in logs
+    page = tmp_path / "report.html"
+    proc = gpubox_here(
+        "report", "--inventory", "inventories/sim.py", "--out", str(page), env=deploy_env
+    )
+    assert proc.returncode == 0, proc.stderr
+    dom = chromium.parse(page.read_text())
+    assert dom.by_id("p2p-heatmap").attrs["data-kind"] == "bandwidth"
+    slow_row = dom.by_id("host-bandwidth-table").find_all("tr", data_measurement="h2d[gpu0]")[0]
+    assert "failed" in slow_row.classes
+    assert dom.by_id("allreduce-table").find_all("tr", cls="passed")
+
+
 # ---- a run killed mid-write ----------------------------------------------------------------------
 
 
