@@ -83,7 +83,8 @@ class Record:
         return self._results
 
     def sort_key(self) -> tuple:
-        return (self.meta.get("started") or "", self.meta.get("seq") or 0, self.path.name)
+        # The sequence number first: at boot the clock may not be synchronised yet.
+        return (self.meta.get("seq") or 0, self.meta.get("started") or "", self.path.name)
 
 
 def load(path: Path) -> Record | None:

@@ -198,7 +198,8 @@ def _meta(spec, draft, started, rc, timed_out, elapsed, bandwidth, seq) -> dict:
         tail = (draft.logs / "pytest.log").read_text(errors="replace").strip().splitlines()[-3:]
         error = f"pytest exited {rc} and wrote no results: {' | '.join(tail)}"
     elif rc not in (0, 1):
-        error = f"pytest exited {rc} (usage or internal error)"
+        why = {2: "interrupted", 3: "internal error", 4: "usage error", 5: "no checks collected"}
+        error = f"pytest exited {rc} ({why.get(rc, 'unexpected exit status')})"
     return {
         "host": spec.host,
         "seq": seq,

@@ -37,6 +37,13 @@ def test_records_are_listed_oldest_first(tmp_path, write_record, boot_ids):
     assert [r.boot_id for r in records.list_records(tmp_path)] == boot_ids[:5]
 
 
+def test_the_boot_sequence_orders_records_even_when_the_clock_jumped(tmp_path, boot_ids):
+    for seq, started in ((1, "2025-11-26T07:00:00+00:00"), (2, "2000-01-01T00:00:05+00:00")):
+        draft = records.Draft(tmp_path, boot_ids[seq])
+        draft.commit({"host": "node0", "seq": seq, "started": started, "counts": {}})
+    assert [r.boot_id for r in records.list_records(tmp_path)] == boot_ids[1:3]
+
+
 def test_readers_skip_a_draft_and_a_half_written_record(tmp_path, write_record, boot_ids):
     write_record(tmp_path, boot_ids[0], _results(), 1)
     draft = records.Draft(tmp_path, boot_ids[1])
