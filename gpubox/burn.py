@@ -544,7 +544,8 @@ def _document(burn: _Burn, spec, started, argv, env, errors) -> dict[str, Any]:
         except ParseError as exc:
             errors.append(f"gpu-burn's output not understood: {exc}")
     code = burn.proc.returncode if burn.proc is not None else None
-    if not text.strip() and burn.proc is not None:
+    stopped = burn.safety_stop or burn.interrupted or burn.timed_out
+    if not text.strip() and burn.proc is not None and not stopped:
         why = f"; reading it failed: {burn.read_error}" if burn.read_error else ""
         errors.append(f"gpu-burn printed nothing (exit code {code} after {burn.now():.1f} s){why}")
     if code is not None and code >= 128 and burn.safety_stop is None and not burn.interrupted:
