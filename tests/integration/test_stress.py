@@ -16,7 +16,9 @@ from gpubox.sim.testing import HEALTHY, failed_ids, run_checks, ssh
 pytestmark = pytest.mark.sim
 
 GPUBOX = "/opt/gpubox/venv/bin/gpubox"
-REPLAY = "'[b]urn_replay.py'"  # the node's gpu_burn; [b]: pgrep must not match its own shell
+# The node's gpu_burn (the simulated one runs as /usr/lib/gpubox-sim/bin/gpu_burn, its guard names
+# it too); [g]: pgrep must not match the shell that runs it.
+REPLAY = "'[g]pu_burn -stts'"
 
 # scenario -> the stress checks it must fail ("{node}" is the node's name)
 FAILS = {
@@ -79,7 +81,8 @@ def test_no_gpu_burn_survives_the_wrapper_on_the_node(node, sig):
         node, f"setsid {GPUBOX} burn --seconds 120 --quiet >/dev/null 2>&1 < /dev/null & echo $!"
     ).stdout.strip()
     try:
-        _wait(lambda: len(_replays(node)) >= 5, 60, "gpu-burn and its 4 workers did not start")
+        # the guard, gpu-burn and its 4 workers
+        _wait(lambda: len(_replays(node)) >= 6, 60, "gpu-burn and its 4 workers did not start")
         ssh(node, f"kill -{sig.removeprefix('SIG')} {pid}")
         _wait(lambda: _replays(node) == [], 10, f"gpu-burn processes survived {sig}")
     finally:
@@ -95,7 +98,7 @@ def test_a_lost_ssh_session_stops_the_burn(node):
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait(lambda: len(_replays(node)) >= 5, 60, "gpu-burn and its 4 workers did not start")
+        _wait(lambda: len(_replays(node)) >= 6, 60, "gpu-burn and its 4 workers did not start")
         client.send_signal(signal.SIGKILL)  # the laptop lid closes: the connection just drops
         client.wait(timeout=10)
         _wait(lambda: _replays(node) == [], 15, "gpu-burn kept running after the session died")
