@@ -24,6 +24,7 @@ two places give the same verdicts. Hosts can be checked in parallel: ``-n auto -
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import shlex
@@ -31,6 +32,7 @@ import socket
 import sys
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -399,6 +401,25 @@ def pytest_collection_modifyitems(config, items):
         node = callspec.params.get("node") if callspec else None
         if node is not None:
             item.add_marker(pytest.mark.xdist_group(node.name))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session):
+    """Probe every node at once before the tests run: probing is SSH round trips, so N nodes
+    take about as long as one. (xdist workers probe only the nodes they get, on first use.)"""
+    config = session.config
+    nodes = config._gpubox_nodes or []
+    if len(nodes) < 2 or hasattr(config, "workerinput") or config.option.collectonly:
+        return
+    if not any(item.get_closest_marker("quick") for item in session.items):
+        return
+
+    def probe(node):
+        with contextlib.suppress(NodeError):  # kept on the node; its tests report it
+            _ = node.snapshot
+
+    with ThreadPoolExecutor(max_workers=min(16, len(nodes))) as pool:
+        list(pool.map(probe, nodes))
 
 
 @pytest.fixture
