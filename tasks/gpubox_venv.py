@@ -91,6 +91,9 @@ def gpubox_venv(spec: NodeSpec):
     server.shell(
         name="install gpubox and its locked dependencies (--require-hashes)",
         commands=[
+            # pip keeps an installed gpubox of the same version number: the wheel changed, so
+            # take the old one out first.
+            f"{venv}/bin/pip uninstall --quiet --yes gpubox || true",
             f"{venv}/bin/pip install --quiet --disable-pip-version-check --require-hashes "
             f"--no-deps -r {wheels}/requirements.txt",
             f"{venv}/bin/gpubox --version",
