@@ -13,6 +13,7 @@ from pyinfra import host
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # so `tasks` imports from any cwd
 
 from gpubox.spec import NodeSpec  # noqa: E402
+from tasks.acceptance import acceptance  # noqa: E402
 from tasks.bandwidth_tools import bandwidth_tools  # noqa: E402
 from tasks.clock_lock import clock_lock  # noqa: E402
 from tasks.cuda import cuda_and_nccl  # noqa: E402
@@ -37,4 +38,5 @@ node_spec(spec)
 gpubox_venv(spec)
 pcie_tuning(spec)
 clock_lock(spec, driver_changed=driver.did_change)
+acceptance(spec)
 install_manifest(spec)

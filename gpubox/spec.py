@@ -572,10 +572,6 @@ class Tuning:
     )
 
 
-def _abs_path(value):
-    return None if value is None or value.startswith("/") else "an absolute path"
-
-
 @dataclass(frozen=True)
 class Acceptance:
     """The boot-time acceptance run (``gpubox-acceptance.service``): one record per boot."""
@@ -592,14 +588,14 @@ class Acceptance:
     )
     runs_dir: str = field(
         default="/var/lib/gpubox/runs",
-        metadata=_doc("where boot records are kept, one folder per boot id", _abs_path),
+        metadata=_doc("where boot records are kept, one folder per boot id", _absolute_or_null),
     )
     webhook_file: str = field(
         default="/etc/gpubox/webhook-url",
         metadata=_doc(
             "root-only (mode 600) file holding a Discord-compatible webhook URL; a failed boot "
             "is posted there when the file exists",
-            _abs_path,
+            _absolute_or_null,
         ),
     )
     metrics_dir: str | None = field(
@@ -607,7 +603,7 @@ class Acceptance:
         metadata=_doc(
             "node_exporter textfile collector folder for `gpubox.prom` (null: off; e.g. "
             "/var/lib/prometheus/node-exporter)",
-            _abs_path,
+            _absolute_or_null,
         ),
     )
 

@@ -316,6 +316,9 @@ ACS_UNIT = "/etc/systemd/system/gpubox-acs-off.service"
 PERSISTENCED = "nvidia-persistenced.service"
 CLOCKS = "gpubox-clocks.service"
 ACS = "gpubox-acs-off.service"
+ACCEPT = "gpubox-acceptance.service"
+ACCEPT_UNIT = f"/etc/systemd/system/{ACCEPT}"
+RUNS = "/var/lib/gpubox/runs"
 
 KEYRING = {  # os: (repository, sha256 of its cuda-keyring_1.1-1_all.deb)
     "ubuntu-24.04": (
@@ -500,6 +503,12 @@ def fresh_node(data: dict, update_grub: str | None = "/usr/sbin/update-grub") ->
         fact(Directory, path="/etc/systemd/system"): root_dir(),
         fact(SystemdStatus, services=[CLOCKS]): {},
         fact(SystemdEnabled, services=[CLOCKS]): {},
+        # the boot-time acceptance unit and its records folder
+        fact(Directory, path=RUNS): None,
+        fact(File, path=ACCEPT_UNIT): None,
+        fact(Directory, path=ACCEPT_UNIT): None,
+        fact(SystemdStatus, services=[ACCEPT]): {},
+        fact(SystemdEnabled, services=[ACCEPT]): {},
         # the manifest (`gpubox manifest check` cannot run yet: "stale")
         fact(File, path=MANIFEST_INPUTS): None,
         fact(Directory, path=MANIFEST_INPUTS): None,
@@ -588,6 +597,10 @@ def installed_node(data: dict, fresh: Plan) -> dict:
         fact(Directory, path="/etc/systemd/system"): root_dir(),
         fact(SystemdStatus, services=[CLOCKS]): {CLOCKS: True},
         fact(SystemdEnabled, services=[CLOCKS]): {CLOCKS: True},
+        fact(Directory, path=RUNS): root_dir(),
+        **as_uploaded(ACCEPT_UNIT),
+        fact(SystemdStatus, services=[ACCEPT]): {ACCEPT: True},
+        fact(SystemdEnabled, services=[ACCEPT]): {ACCEPT: True},
         **as_uploaded(MANIFEST_INPUTS),
         fact(ManifestCurrent, gpubox=GPUBOX): True,
     }
@@ -731,6 +744,7 @@ def test_operations_run_in_the_order_deploy_py_composes_them(plan_deploy, home):
         "gpubox on the node",
         "PCIe P2P tuning",
         "GPU clock lock at boot",
+        "boot-time acceptance",
         "install manifest",
     ]
     at = plan.names.index
