@@ -922,6 +922,16 @@ def _first_boot_setup(target: Target) -> None:
                 check=True,
                 capture_output=True,
             )
+    # A root SSH login leaves user@0.service behind, which can hang in final-sigkill at
+    # shutdown until nspawn's own stop timeout (30 s): keep a simulated reboot quick.
+    for path, text in (
+        ("etc/systemd/system.conf.d/gpubox-sim.conf", "[Manager]\nDefaultTimeoutStopSec=10s\n"),
+        ("etc/systemd/system/user@.service.d/gpubox-sim.conf", "[Service]\nTimeoutStopSec=3s\n"),
+    ):
+        dropin = rootfs / path
+        if not dropin.exists():
+            dropin.parent.mkdir(parents=True, exist_ok=True)
+            dropin.write_text(f"# gpubox sim: quick shutdown of a simulated node\n{text}")
     machine_id = rootfs / "etc/machine-id"
     if not machine_id.exists() or len(machine_id.read_text().strip()) != 32:
         machine_id.write_text(os.urandom(16).hex() + "\n")
