@@ -89,7 +89,10 @@ def test_a_lock_set_by_one_process_is_seen_by_another_and_gone_after_reboot(node
     gpubox = "/opt/gpubox/venv/bin/gpubox"
     ssh(node, "systemctl disable --now gpubox-clocks.service")  # ExecStop resets the locks
     try:
-        assert ssh(node, f"{gpubox} clocks show").stdout.count("SM 210 MHz, event reasons [GpuIdle]") == 4
+        assert (
+            ssh(node, f"{gpubox} clocks show").stdout.count("SM 210 MHz, event reasons [GpuIdle]")
+            == 4
+        )
         ssh(node, f"{gpubox} clocks lock --mhz 1200")  # one process sets the lock through NVML
         shown = ssh(node, f"{gpubox} clocks show").stdout  # another process reads it
         assert shown.count("SM 1200 MHz, event reasons []") == 4, shown
