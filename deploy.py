@@ -12,7 +12,7 @@ from pyinfra import host
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # so `tasks` imports from any cwd
 
-from gpubox.spec import NodeSpec  # noqa: E402
+from gpubox.inventory import host_spec  # noqa: E402
 from tasks.acceptance import acceptance  # noqa: E402
 from tasks.bandwidth_tools import bandwidth_tools  # noqa: E402
 from tasks.clock_lock import clock_lock  # noqa: E402
@@ -25,7 +25,7 @@ from tasks.nccl_tests import nccl_tests  # noqa: E402
 from tasks.node_spec import node_spec  # noqa: E402
 from tasks.pcie_tuning import pcie_tuning  # noqa: E402
 
-spec = NodeSpec.from_data(host.data.dict(), host=host.name)
+spec = host_spec(host)
 
 driver = nvidia_driver(spec)
 cuda_and_nccl(spec)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpubox.spec import NodeSpec
+from gpubox.spec import NodeSpec, SpecError
 
 
 @dataclass(frozen=True)
@@ -36,9 +36,32 @@ def hosts(entries: Iterable[str | tuple[str, dict]]) -> list[tuple[str, dict]]:
     out = []
     for entry in entries:
         name, data = (entry, {}) if isinstance(entry, str) else entry
-        NodeSpec.from_data(data, host=name)
+        _validated(data, name)
         out.append((name, data))
     return out
+
+
+def host_spec(host) -> NodeSpec:
+    """The spec of pyinfra's current ``host`` (in ``deploy.py``), validated."""
+    return _validated(host.data.dict(), host.name)
+
+
+def _validated(data, name) -> NodeSpec:
+    try:
+        return NodeSpec.from_data(data, host=name)
+    except SpecError as exc:
+        raise _as_pyinfra_error(exc) from None
+
+
+def _as_pyinfra_error(exc: SpecError) -> SpecError:
+    """The same error, also a PyinfraError: pyinfra's CLI then prints it as one line."""
+    from pyinfra.api.exceptions import PyinfraError
+
+    both = type("SpecError", (SpecError, PyinfraError), {})
+    err = both.__new__(both)
+    err.__dict__.update(exc.__dict__)
+    err.args = exc.args
+    return err
 
 
 def load(path: str | os.PathLike, limit: Iterable[str] | None = None) -> list[InventoryHost]:
