@@ -58,19 +58,20 @@ class NodeError(RuntimeError):
 
 @dataclass
 class Node:
-    """One host under test: its spec, a testinfra host, and its snapshot (taken once)."""
+    """One host under test: its spec, a testinfra host, and what was measured on it (once each).
+
+    Three documents come from gpubox itself on the node, each run at most once per session and
+    then cached (a failure too, so later checks fail fast with the same cause): the NVML snapshot
+    (``gpubox probe``), the bandwidth measurements (``gpubox bench run``) and the burn
+    (``gpubox burn``).
+    """
 
     name: str
     spec: NodeSpec
     hostspec: str | None  # testinfra host spec; None = this machine
     remote: bool
-    node_spec: str = NODE_SPEC  # the spec file the local probe reads (library override)
-    _snapshot: dict | None = field(default=None, repr=False)
-    _error: NodeError | None = field(default=None, repr=False)
-    _burn: dict | None = field(default=None, repr=False)  # `gpubox burn` (run once)
-    _burn_error: NodeError | None = field(default=None, repr=False)
-    _bench: dict | None = field(default=None, repr=False)  # `gpubox bench run` (run once)
-    _bench_error: NodeError | None = field(default=None, repr=False)
+    node_spec: str = NODE_SPEC  # the spec file the local commands read (library override)
+    _docs: dict = field(default_factory=dict, repr=False)  # what -> document or NodeError
     _baseline: Any = field(default=False, repr=False)  # False: not loaded yet
     _host: Any = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -84,94 +85,76 @@ class Node:
             self._host = testinfra.get_host(self.hostspec or "local://")
         return self._host
 
-    def probe_command(self) -> str:
-        if self.remote:
-            return (
-                f"{REMOTE_GPUBOX.format(install_dir=self.spec.software.install_dir)} probe --json"
-            )
-        return f"{shlex.quote(sys.executable)} -m gpubox probe --json --spec {shlex.quote(self.node_spec)}"
+    def cached(self, what: str) -> dict | None:
+        """A document already taken this session (``snapshot``, ``bench``, ``burn``), or None."""
+        doc = self._docs.get(what)
+        return doc if isinstance(doc, dict) else None
 
-    @property
-    def snapshot(self) -> dict:
+    def _once(self, what: str, produce) -> dict:
         with self._lock:
-            if self._error is not None:  # probe once: later checks fail fast with the same cause
-                raise self._error
-            if self._snapshot is None:
+            if what not in self._docs:
                 try:
-                    self._snapshot = self._probe()
+                    self._docs[what] = produce()
                 except NodeError as exc:
-                    self._error = exc
-                    raise
-            return self._snapshot
+                    self._docs[what] = exc
+            doc = self._docs[what]
+        if isinstance(doc, NodeError):
+            raise doc
+        return doc
 
-    def _probe(self) -> dict:
-        cmd = self.probe_command()
+    def gpubox_command(self, args: str) -> str:
+        """``gpubox ARGS`` as it runs on the node: its venv over SSH, this Python locally."""
+        if self.remote:
+            return f"{REMOTE_GPUBOX.format(install_dir=self.spec.software.install_dir)} {args}"
+        return (
+            f"{shlex.quote(sys.executable)} -m gpubox {args} --spec {shlex.quote(self.node_spec)}"
+        )
+
+    def _run_json(self, args: str, doing: str, ok: tuple[int, ...] = (0,)) -> dict:
+        """Run ``gpubox ARGS`` on the node and return the JSON document it prints."""
+        cmd = self.gpubox_command(args)
         try:
             result = self.host.run(cmd)
         except Exception as exc:  # paramiko/socket errors come in many types
-            raise NodeError(f"{self.name}: cannot reach the node to probe it ({exc})") from None
-        if result.rc != 0:
+            raise NodeError(f"{self.name}: cannot reach the node to {doing} ({exc})") from None
+        if result.rc not in ok or not result.stdout.lstrip().startswith("{"):
             hint = ""
             if result.rc == 127 or "No such file" in result.stderr:
                 hint = ": gpubox is not installed on the node; run the deploy first"
-            raise NodeError(
-                f"{self.name}: `{cmd}` exited {result.rc}{hint}: {result.stderr.strip()[-500:]}"
-            )
+            why = (result.stderr.strip().splitlines() or [""])[-1][-500:]
+            raise NodeError(f"{self.name}: `{cmd}` exited {result.rc}{hint}: {why}")
         try:
             return json.loads(result.stdout)
         except ValueError:
             raise NodeError(
-                f"{self.name}: the probe printed no JSON: {result.stdout[:200]!r}"
+                f"{self.name}: `{cmd}` printed no JSON: {result.stdout[:200]!r}"
             ) from None
 
-    # ---- the bandwidth tier: `gpubox bench run --json` on the node, once per session ----
+    # ---- the quick tier: one NVML snapshot ----------------------------------------------------
+
+    def probe_command(self) -> str:
+        return self.gpubox_command("probe --json")
+
+    @property
+    def snapshot(self) -> dict:
+        return self._once("snapshot", lambda: self._run_json("probe --json", "probe it"))
+
+    # ---- the bandwidth tier: `gpubox bench run --json` ----------------------------------------
 
     def bench_command(self) -> str:
-        if self.remote:
-            gpubox = REMOTE_GPUBOX.format(install_dir=self.spec.software.install_dir)
-            return f"{gpubox} bench run --json --quiet"
-        return (
-            f"{shlex.quote(sys.executable)} -m gpubox bench run --json --quiet "
-            f"--spec {shlex.quote(self.node_spec)}"
-        )
+        return self.gpubox_command("bench run --json --quiet")
 
     @property
     def bench(self) -> dict:
         """The bench document (see gpubox.bench.tier), measured on first use, then cached."""
-        with self._lock:
-            if self._bench_error is not None:
-                raise self._bench_error
-            if self._bench is None:
-                try:
-                    self._bench = self.run_bench()
-                except NodeError as exc:
-                    self._bench_error = exc
-                    raise
-            return self._bench
+        return self._once("bench", self.run_bench)
 
     def run_bench(self) -> dict:
-        """Run the bandwidth tier's measurements on the node now (no caching)."""
-        cmd = self.bench_command()
-        try:
-            result = self.host.run(cmd)
-        except Exception as exc:  # paramiko/socket errors come in many types
-            raise NodeError(
-                f"{self.name}: cannot reach the node to run the benchmarks ({exc})"
-            ) from None
-        # Exit 1: a tool failed; the document says which. Anything else is gpubox's own failure.
-        if result.rc not in (0, 1) or not result.stdout.lstrip().startswith("{"):
-            hint = ""
-            if result.rc == 127 or "No such file" in result.stderr:
-                hint = ": gpubox is not installed on the node; run the deploy first"
-            raise NodeError(
-                f"{self.name}: `{cmd}` exited {result.rc}{hint}: {result.stderr.strip()[-500:]}"
-            )
-        try:
-            return json.loads(result.stdout)
-        except ValueError:
-            raise NodeError(
-                f"{self.name}: `gpubox bench run` printed no JSON: {result.stdout[:200]!r}"
-            ) from None
+        """Run the bandwidth tier's measurements on the node now (no caching).
+
+        Exit 1 means a tool failed, and the document says which; anything else is gpubox's own.
+        """
+        return self._run_json("bench run --json --quiet", "run the benchmarks", ok=(0, 1))
 
     @property
     def baseline(self):
@@ -211,55 +194,31 @@ class Node:
         except BaselineError as exc:
             raise NodeError(f"{self.name}: {exc}") from None
 
-    # ---- the stress tier: `gpubox burn --json` on the node, once per session ----
+    # ---- the stress tier: `gpubox burn --json` ------------------------------------------------
 
-    def burn_command(self) -> str:
+    def _burn_args(self) -> str:
         """gpubox burn with this spec's stress settings (the checker's spec is the truth)."""
         stress = self.spec.stress
         args = f"burn --json --seconds {stress.duration_s} --precision {stress.precision}"
         args += " --tensor-cores" if stress.tensor_cores else " --no-tensor-cores"
         if stress.gpus:
             args += " --gpus " + ",".join(str(g) for g in stress.gpus)
-        if self.remote:
-            return f"{REMOTE_GPUBOX.format(install_dir=self.spec.software.install_dir)} {args}"
-        return (
-            f"{shlex.quote(sys.executable)} -m gpubox {args} --spec {shlex.quote(self.node_spec)}"
-        )
+        return args
+
+    def burn_command(self) -> str:
+        return self.gpubox_command(self._burn_args())
 
     @property
     def burn(self) -> dict:
         """The burn document (see gpubox.burn.run), burned on first use, then cached."""
-        with self._lock:
-            if self._burn_error is not None:
-                raise self._burn_error
-            if self._burn is None:
-                try:
-                    self._burn = self.run_burn()
-                except NodeError as exc:
-                    self._burn_error = exc
-                    raise
-            return self._burn
+        return self._once("burn", self.run_burn)
 
     def run_burn(self) -> dict:
-        """Burn the node's GPUs now (no caching); progress goes to the command's stderr."""
-        cmd = self.burn_command()
-        try:
-            result = self.host.run(cmd)
-        except Exception as exc:  # paramiko/socket errors come in many types
-            raise NodeError(f"{self.name}: cannot reach the node to burn it ({exc})") from None
-        # Exit 1: the burn failed or was stopped; the document says why. 2: it could not start.
-        if result.rc not in (0, 1) or not result.stdout.lstrip().startswith("{"):
-            hint = ""
-            if result.rc == 127 or "No such file" in result.stderr:
-                hint = ": gpubox is not installed on the node; run the deploy first"
-            why = result.stderr.strip().splitlines()[-1:] or [""]
-            raise NodeError(f"{self.name}: `{cmd}` exited {result.rc}{hint}: {why[0][-500:]}")
-        try:
-            return json.loads(result.stdout)
-        except ValueError:
-            raise NodeError(
-                f"{self.name}: `gpubox burn` printed no JSON: {result.stdout[:200]!r}"
-            ) from None
+        """Burn the node's GPUs now (no caching); progress goes to the command's stderr.
+
+        Exit 1: the burn failed or was stopped, and the document says why; 2: it could not start.
+        """
+        return self._run_json(self._burn_args(), "burn it", ok=(0, 1))
 
 
 def hostspec_from_data(name: str, data: dict) -> str:
@@ -529,12 +488,9 @@ class Results:
         for node in nodes:
             entry = self.hosts.setdefault(node.name, {})
             entry["spec"] = node.spec.to_data()
-            if node._snapshot is not None:
-                entry.setdefault("snapshot", node._snapshot)
-            if node._burn is not None:
-                entry.setdefault("burn", node._burn)
-            if node._bench is not None:
-                entry.setdefault("bench", node._bench)
+            for what in ("snapshot", "burn", "bench"):
+                if node.cached(what) is not None:
+                    entry.setdefault(what, node.cached(what))
         counts: dict[str, int] = {}
         for c in self.checks:
             counts[c["outcome"]] = counts.get(c["outcome"], 0) + 1
