@@ -33,6 +33,28 @@ class CliError(Exception):
     """An error to show the user as one line, without a traceback (exit status 2)."""
 
 
+def load_node_spec(path: str, default_host: str = "localhost"):
+    """The node spec the deploy wrote (``/etc/gpubox/spec.json``: spec data plus ``host``)."""
+    import json
+
+    from gpubox.spec import NodeSpec, SpecError
+
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise CliError(f"no node spec at {path}: deploy the node first, or give --spec") from None
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read the node spec {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise CliError(f"{path}: expected a JSON object")
+    host = data.pop("host", None) or default_host
+    try:
+        return NodeSpec.from_data(data, host=host)
+    except SpecError as exc:
+        raise CliError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from gpubox import __version__
 

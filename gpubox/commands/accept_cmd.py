@@ -61,20 +61,9 @@ def _log(message: str) -> None:
 
 
 def _load_spec(path: str):
-    from gpubox.spec import NodeSpec, SpecError
+    from gpubox.cli import load_node_spec
 
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise CliError(f"no node spec at {path}: deploy the node first") from None
-    except (OSError, ValueError) as exc:
-        raise CliError(f"cannot read node spec {path}: {exc}") from None
-    host = data.pop("host", None) or socket.gethostname()
-    try:
-        return NodeSpec.from_data(data, host=host)
-    except SpecError as exc:
-        raise CliError(str(exc)) from None
+    return load_node_spec(path, default_host=socket.gethostname())
 
 
 def run(args) -> int:

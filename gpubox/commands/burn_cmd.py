@@ -40,23 +40,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def load_spec(path: str):
-    """The node spec in ``path`` (``/etc/gpubox/spec.json`` style: spec data plus ``host``)."""
-    from gpubox.spec import NodeSpec, SpecError
+    from gpubox.cli import load_node_spec
 
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise CliError(f"no node spec at {path}: deploy the node first, or give --spec") from None
-    except (OSError, ValueError) as exc:
-        raise CliError(f"cannot read the node spec {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise CliError(f"{path}: expected a JSON object")
-    host = data.pop("host", None) or "localhost"
-    try:
-        return NodeSpec.from_data(data, host=host)
-    except SpecError as exc:
-        raise CliError(str(exc)) from None
+    return load_node_spec(path)
 
 
 def _gpus(text: str | None) -> list[int] | None:
