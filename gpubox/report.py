@@ -739,8 +739,61 @@ table.compact{width:auto}footer{margin-top:40px;color:#666;font-size:13px}
 """
 
 
-def render_html(doc: dict) -> str:
-    """The page for one host's ``--full`` history document."""
+def _burn_of(latest: Record, host: str, burn: dict | None) -> dict | None:
+    """The burn to show: the one given, else the stress tier's in the latest record's results."""
+    if burn is not None:
+        return burn
+    hosts = (latest.results or {}).get("hosts", {}) if latest is not None else {}
+    entry = hosts.get(host) or next(iter(hosts.values()), {})
+    return entry.get("burn") if isinstance(entry, dict) else None
+
+
+def _section_burn(burn: dict | None) -> str:
+    """The burn as time series per GPU: SM clock, temperature, HBM temperature, power, Gflop/s."""
+    if not burn or not burn.get("telemetry"):
+        return ""
+    gpus = burn["telemetry"].get("gpus", {})
+    limits = burn.get("limits", {})
+    charts = [
+        ("sm_mhz", "SM clock", "MHz", None),
+        ("temp_c", "GPU temperature", "C", limits.get("gpu_temp_c")),
+        ("hbm_temp_c", "HBM temperature", "C", limits.get("hbm_temp_c")),
+        ("power_w", "power", "W", limits.get("power_w")),
+    ]
+    figures = []
+    for key, title, unit, ceiling in charts:
+        series = {f"gpu{g}": list(gpus[g].get(key, [])) for g in sorted(gpus, key=int)}
+        longest = max((len(v) for v in series.values()), default=0)
+        first = next(iter(gpus.values()), {})
+        labels = [f"{t:.0f}s" for t in first.get("t", [])][:longest] or [
+            str(i) for i in range(longest)
+        ]
+        refs = {"ceiling": ceiling} if ceiling else None
+        svg = line_chart(labels, series, f"burn: {title} per GPU", unit, refs)
+        figures.append(img(svg, f"burn-{key.replace('_', '-')}", f"burn {title} per GPU"))
+    thr = burn.get("throughput", {})
+    if thr:
+        series = {f"gpu{g}": list(thr[g].get("gflops", [])) for g in sorted(thr, key=int)}
+        first = thr[sorted(thr, key=int)[0]]
+        labels = [f"{t:.0f}s" for t in first.get("t", [])]
+        svg = line_chart(labels, series, "burn: throughput per GPU", "Gflop/s")
+        figures.append(img(svg, "burn-gflops", "burn throughput per GPU"))
+    stop = burn.get("safety_stop")
+    note = (
+        f'<p id="burn-safety-stop" class="status-fail">Safety stop: {esc(stop.get("message"))}</p>'
+        if stop
+        else ""
+    )
+    return (
+        f'<section id="burn" data-ok="{str(bool(burn.get("ok"))).lower()}"><h2>Burn (gpu-burn)</h2>'
+        + note
+        + "".join(figures)
+        + "</section>"
+    )
+
+
+def render_html(doc: dict, burn: dict | None = None) -> str:
+    """The page for one host's ``--full`` history document (and a burn document, if given)."""
     recs = history.records_of(doc)
     host = doc.get("host") or "?"
     if not recs:
@@ -760,6 +813,7 @@ def render_html(doc: dict) -> str:
                 _section_checks(latest),
                 _section_host_bandwidth(latest),
                 _section_allreduce(latest),
+                _section_burn(_burn_of(latest, host, burn)),
                 _section_trends(recs),
                 _section_boots(doc),
             ]

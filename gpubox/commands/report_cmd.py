@@ -7,6 +7,7 @@ SSH (``gpubox history --json --full`` on the node). Prints the path of every pag
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from gpubox.cli import CliError
@@ -18,6 +19,9 @@ def configure(parser):
     parser.add_argument("host", nargs="*", help="inventory host(s) (default: all, or this node)")
     parser.add_argument("--inventory", help="pyinfra inventory: fetch the hosts' records over SSH")
     parser.add_argument("--runs-dir", help="records folder (default: the node spec's runs_dir)")
+    parser.add_argument(
+        "--burn", help="a burn document (`gpubox burn --json` output) to show as time series"
+    )
     parser.add_argument(
         "--out",
         help=f"HTML file (default {DEFAULT_OUT}; several hosts: one file each, "
@@ -39,6 +43,14 @@ def outputs(out: str, hosts: list[str]) -> list[Path]:
 def run(args) -> int:
     from gpubox import history, report
 
+    burn = None
+    if args.burn:
+        try:
+            with open(args.burn) as f:
+                burn = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise CliError(f"cannot read the burn document {args.burn}: {exc}") from None
+
     try:
         docs = history.collect(args.inventory, args.host or None, True, args.runs_dir)
     except history.HistoryError as exc:
@@ -49,6 +61,6 @@ def run(args) -> int:
             return 0
     names = [doc.get("inventory_host") or doc.get("host") or "node" for doc in docs]
     for doc, path in zip(docs, outputs(args.out or DEFAULT_OUT, names), strict=True):
-        report.write(str(path), report.render_html(doc))
+        report.write(str(path), report.render_html(doc, burn))
         print(f"report: {path}")
     return 0

@@ -186,3 +186,48 @@ def test_chromium_renders_the_table_and_the_heatmap(tmp_path, runs):
     widths = {i.id: int(i.attrs["data-natural-width"]) for i in dom.find_all("img")}
     assert widths["p2p-heatmap-img"] > 300 and widths["trend-checks"] == 820
     assert all(w > 0 for w in widths.values()), widths
+
+
+def _burn(stop: bool) -> dict:
+    """A burn document in `gpubox burn --json`'s shape: 2 GPUs, 4 samples a second apart."""
+    t = [0.0, 1.0, 2.0, 3.0]
+    gpu = {
+        "bus_id": "0000:04:00.0",
+        "t": t,
+        "sm_mhz": [1140] * 4,
+        "event_reasons": [[]] * 4,
+        "temp_c": [55, 62, 68, 73],
+        "hbm_temp_c": [58, 66, 79, 96 if stop else 81],
+        "power_w": [120.0, 240.5, 248.0, 251.0],
+    }
+    return {
+        "ok": not stop,
+        "limits": {"gpu_temp_c": 85, "hbm_temp_c": 85, "power_w": 300, "supply_w": 1400},
+        "safety_stop": {"message": "gpu1 (05:00.0): HBM 96 C crossed the 85 C ceiling"}
+        if stop
+        else None,
+        "telemetry": {"interval_s": 1.0, "gpus": {"0": gpu, "1": {**gpu, "temp_c": [50] * 4}}},
+        "throughput": {
+            "0": {"t": t, "gflops": [0, 12500, 12510, 12490]},
+            "1": {"t": t, "gflops": [0, 12400, 12380, 12395]},
+        },
+    }
+
+
+@pytest.mark.parametrize("stop", [False, True], ids=["healthy-burn", "safety-stop"])
+def test_the_burn_shows_as_time_series_per_gpu(runs, stop):
+    dom = chromium.parse(report.render_html(_doc(runs(bench_last=False)), _burn(stop)))
+    section = dom.by_id("burn")
+    assert section.attrs["data-ok"] == str(not stop).lower()
+    for plot in ("burn-sm-mhz", "burn-temp-c", "burn-hbm-temp-c", "burn-power-w", "burn-gflops"):
+        svg = _svg(dom.by_id(plot))
+        assert "gpu0" in svg and "gpu1" in svg, plot
+    assert "ceiling" in _svg(dom.by_id("burn-hbm-temp-c"))  # the limit drawn as a reference line
+    stops = dom.find_all(id="burn-safety-stop")
+    assert (len(stops) == 1 and "HBM 96 C" in stops[0].text()) if stop else stops == []
+
+
+def test_no_burn_no_burn_section(runs):
+    assert (
+        chromium.parse(report.render_html(_doc(runs(bench_last=False)))).find_all(id="burn") == []
+    )
