@@ -14,8 +14,6 @@ import os
 import runpy
 from pathlib import Path
 
-from pyinfra.api.exceptions import PyinfraError
-
 from gpubox.inventory import hosts
 from gpubox.sim.target import (
     GPU_BURN_IN_TARGET,
@@ -53,6 +51,8 @@ _bench = {"tools_dir": REPLAY_BIN_IN_TARGET, "nccl_tests_dir": REPLAY_BIN_IN_TAR
 
 _running = inventory_hosts()
 if not _running:
+    from pyinfra.api.exceptions import PyinfraError  # one line under pyinfra's CLI
+
     raise PyinfraError("no simulated node is running: start one with `gpubox sim up`")
 
 sim_nodes = hosts(
