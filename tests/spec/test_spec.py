@@ -384,3 +384,23 @@ def test_reference_covers_every_field_and_the_readme_shows_it():
     assert reference_markdown() in readme, (
         "README's inventory reference is stale: regenerate it with `gpubox spec --reference --update README.md`"
     )
+
+
+def test_inventory_data_precedence_host_over_groups_over_all(tmp_path, monkeypatch):
+    """The loader merges like pyinfra: host data > its groups (later wins) > group_data/all.py."""
+    inv = tmp_path / "inventories"
+    (inv / "group_data").mkdir(parents=True)
+    (inv / "group_data" / "all.py").write_text("gpu_name = 'NVIDIA *'\nnvlink = 'active'\n")
+    (inv / "group_data" / "rack.py").write_text("gpu_memory_mib = 81559\n")
+    (inv / "lab.py").write_text(
+        "rack = ([('n1', {'gpus': [{'bus_id': '01:00.0'}], 'nvlink': 'unsupported'}),\n"
+        "         ('n2', {'gpus': [{'bus_id': '02:00.0'}]})], {'clocks': {'graphics_mhz': 1410}})\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    found = {h.name: h.spec for h in load(inv / "lab.py")}
+    assert found["n1"].nvlink == "unsupported" and found["n2"].nvlink == "active"
+    assert found["n1"].gpu_memory_mib == 81559 and found["n2"].clocks.graphics_mhz == 1410
+    assert found["n1"].gpu_name == "NVIDIA *"
+    assert [h.name for h in load(inv / "lab.py", limit=["n2"])] == ["n2"]
+    with pytest.raises(KeyError, match="n9"):
+        load(inv / "lab.py", limit=["n9"])
