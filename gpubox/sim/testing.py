@@ -18,6 +18,9 @@ BIN = Path(sys.executable).parent
 # test sessions side by side.
 STANDIN_PORT = int(os.environ.get("GPUBOX_STANDIN_PORT", "38799"))
 HEALTHY = "pg199-quad-debian13"
+# The integration tests' node; another name lets two test sessions share the machine (nspawn
+# machine names are machine-wide).
+NODE_NAME = os.environ.get("GPUBOX_TEST_NODE_NAME", "node0")
 
 
 def deploy(env, *extra, timeout=1800) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ import pytest
 
 from gpubox.sim import target
 from gpubox.sim.standin import Server
-from gpubox.sim.testing import BIN, HEALTHY, STANDIN_PORT, deploy
+from gpubox.sim.testing import BIN, HEALTHY, NODE_NAME, STANDIN_PORT, deploy
 
 
 def gpubox(*args, env=None, check=True, timeout=600) -> subprocess.CompletedProcess:
@@ -65,9 +65,7 @@ def deploy_env(sim_home, standin):
 @pytest.fixture(scope="session")
 def node(sim_home, deploy_env):
     """A booted simulated PG199 node with the whole deploy applied; its first deploy's output."""
-    # GPUBOX_TEST_NODE_NAME: another name when a second session shares the machine (nspawn
-    # machine names are machine-wide); tests that name node0 in check ids expect the default.
-    booted = target.up(os.environ.get("GPUBOX_TEST_NODE_NAME", "node0"), scenario=HEALTHY)
+    booted = target.up(NODE_NAME, scenario=HEALTHY)
     first = deploy(deploy_env)
     assert first.returncode == 0, (
         f"first deploy failed:\n{first.stdout[-4000:]}\n{first.stderr[-2000:]}"

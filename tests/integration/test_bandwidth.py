@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from gpubox.sim import scenario, target
-from gpubox.sim.testing import BIN, HEALTHY, ROOT, failed_ids, run_checks, ssh
+from gpubox.sim.testing import BIN, HEALTHY, NODE_NAME, ROOT, failed_ids, run_checks, ssh
 
 pytestmark = pytest.mark.sim
 
@@ -65,11 +65,11 @@ def test_healthy_node_passes_every_bandwidth_check(node, deploy_env, tmp_path):
     assert results["counts"] == {"passed": BANDWIDTH_CHECKS}
     levels = {c["verdict"]["level"] for c in results["checks"]}
     assert levels == {"pass"}
-    bench = results["hosts"]["node0"]["bench"]
+    bench = results["hosts"][NODE_NAME]["bench"]
     assert bench["schema"] == "gpubox.bench/1" and all(r["ok"] for r in bench["runs"])
     by_id = {c["id"].split("::")[-1]: c["message"] for c in results["checks"]}
     assert by_id["test_h2d[gpu0]"].startswith(
-        "node0 gpu0 (04:00.0): host-to-device (32 MiB, pinned) 13.1 GB/s, floor 11.13 GB/s"
+        f"{NODE_NAME} gpu0 (04:00.0): host-to-device (32 MiB, pinned) 13.1 GB/s, floor 11.13 GB/s"
     )
     assert "bidirectional P2P 12.87 GB/s" in by_id["test_p2p_bandwidth[gpu0-gpu1]"]
     assert "busbw at 32 MiB 5.62 GB/s" in by_id["test_allreduce[gpu0+gpu1]"]
@@ -92,7 +92,7 @@ def test_bandwidth_fault_fails_exactly_its_checks(node, deploy_env, tmp_path, fa
     assert failed_ids(results) == expected
     for c in results["checks"]:
         if c["outcome"] == "failed":
-            assert words in c["message"] and "node0" in c["message"], c["message"]
+            assert words in c["message"] and NODE_NAME in c["message"], c["message"]
             assert "[log: /var/log/gpubox/bench/" in c["message"], c["message"]
     assert len(bandwidth_results(results)) == BANDWIDTH_CHECKS
 
@@ -100,7 +100,7 @@ def test_bandwidth_fault_fails_exactly_its_checks(node, deploy_env, tmp_path, fa
 def test_bench_run_on_the_node(node):
     out = ssh(node, f"{GPUBOX} bench run --json --quiet").stdout
     doc = json.loads(out)
-    assert doc["host"] == "node0" and [r["name"] for r in doc["runs"]] == [
+    assert doc["host"] == NODE_NAME and [r["name"] for r in doc["runs"]] == [
         "bandwidthTest[gpu0]",
         "bandwidthTest[gpu1]",
         "bandwidthTest[gpu2]",
@@ -134,7 +134,7 @@ def test_calibrate_on_the_node_then_checks_report_drift(node, deploy_env, tmp_pa
     assert "wrote /etc/gpubox/baseline.json" in result.stdout
     try:
         doc = json.loads(ssh(node, "cat /etc/gpubox/baseline.json").stdout)
-        entry = doc["hosts"]["node0"]
+        entry = doc["hosts"][NODE_NAME]
         assert entry["runs"] == 3 and entry["margin"] == 0.15
         measured = entry["measurements"]
         assert len(measured) == BANDWIDTH_CHECKS
@@ -172,6 +172,6 @@ def test_calibrate_from_the_controller_over_ssh(node, deploy_env, tmp_path):
     )
     assert result.returncode == 0, result.stderr + result.stdout
     doc = json.loads(out.read_text())
-    assert set(doc["hosts"]) == {"node0"}
-    assert len(doc["hosts"]["node0"]["measurements"]) == BANDWIDTH_CHECKS
-    assert "run 2/2 on node0" in result.stderr
+    assert set(doc["hosts"]) == {NODE_NAME}
+    assert len(doc["hosts"][NODE_NAME]["measurements"]) == BANDWIDTH_CHECKS
+    assert f"run 2/2 on {NODE_NAME}" in result.stderr

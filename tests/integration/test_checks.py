@@ -8,7 +8,7 @@ import json
 import pytest
 
 from gpubox.sim import target
-from gpubox.sim.testing import HEALTHY, failed_ids, run_checks, ssh
+from gpubox.sim.testing import HEALTHY, NODE_NAME, failed_ids, run_checks, ssh
 
 pytestmark = pytest.mark.sim
 
@@ -17,7 +17,7 @@ PAIRS = ("gpu0-gpu1", "gpu0-gpu2", "gpu0-gpu3", "gpu1-gpu2", "gpu1-gpu3", "gpu2-
 
 # fault scenario -> (the checks it must fail, words every failure message must contain)
 FAULTS = {
-    "fault-gpu-missing": ({"test_gpu_count[node0]", "test_gpu_present[gpu3]"}, "10:00.0"),
+    "fault-gpu-missing": ({f"test_gpu_count[{NODE_NAME}]", "test_gpu_present[gpu3]"}, "10:00.0"),
     "fault-gpu-lost": ({"test_gpu_present[gpu1]"}, "gpu1 (05:00.0)"),
     "fault-p2p-pair-cns": ({"test_p2p[gpu2-gpu3]"}, "gpu2 (0f:00.0) <-> gpu3 (10:00.0)"),
     "fault-p2p-all-tns": ({f"test_p2p[{p}]" for p in PAIRS}, "TNS"),
@@ -29,7 +29,7 @@ FAULTS = {
     "fault-remapped-row-pending": ({"test_remapped_rows[gpu0]"}, "gpu0 (04:00.0)"),
     "fault-xid-79": ({"test_xid[gpu2]"}, "gpu2 (0f:00.0): XID [79]"),
     "fault-persistence-off": ({f"test_persistence[{g}]" for g in ALL_GPUS}, "persistence mode off"),
-    "fault-wrong-driver": ({"test_driver_version[node0]"}, "driver 535.183.01"),
+    "fault-wrong-driver": ({f"test_driver_version[{NODE_NAME}]"}, "driver 535.183.01"),
 }
 
 
@@ -48,7 +48,7 @@ def test_healthy_node_passes_every_quick_check(node, deploy_env, tmp_path):
     rc, results = run_checks(deploy_env, results=tmp_path / "healthy.json")
     assert rc == 0, failed_ids(results)
     assert results["counts"] == {"passed": 42}
-    assert results["hosts"]["node0"]["snapshot"]["gpu_count"] == 4
+    assert results["hosts"][NODE_NAME]["snapshot"]["gpu_count"] == 4
     junit = (tmp_path / "healthy.xml").read_text()
     assert 'tests="42"' in junit and 'failures="0"' in junit
 
@@ -65,7 +65,7 @@ def test_fault_fails_exactly_its_checks(node, deploy_env, tmp_path, fault):
     assert failed_ids(results) == expected
     for c in results["checks"]:
         if c["outcome"] == "failed":
-            assert words in c["message"] and "node0" in c["message"], c["message"]
+            assert words in c["message"] and NODE_NAME in c["message"], c["message"]
 
 
 def test_checks_on_the_node_and_over_ssh_agree(node, deploy_env, tmp_path):
@@ -112,7 +112,7 @@ def test_a_lock_lost_at_reboot_fails_the_clock_checks(node, deploy_env, tmp_path
     finally:
         ssh(node, "systemctl enable gpubox-clocks.service")
         target.reboot(node.name)
-    assert failed_ids(results) == {"test_clock_unit[node0]"} | {
+    assert failed_ids(results) == {f"test_clock_unit[{NODE_NAME}]"} | {
         f"test_clock_locked[{g}]" for g in ALL_GPUS
     }
     messages = " ".join(c["message"] for c in results["checks"] if c["outcome"] == "failed")

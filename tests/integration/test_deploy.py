@@ -11,7 +11,7 @@ import pytest
 
 from gpubox.sim import target
 from gpubox.sim.standin import Server
-from gpubox.sim.testing import ROOT, changed_ops, deploy, failed_ids, run_checks, ssh
+from gpubox.sim.testing import NODE_NAME, ROOT, changed_ops, deploy, failed_ids, run_checks, ssh
 
 pytestmark = pytest.mark.sim
 
@@ -174,7 +174,7 @@ def test_spec_drift_fails_the_manifest_check(node, deploy_env, tmp_path):
         rc, results = run_checks(env, results=tmp_path / "drift.json")
     finally:
         other.stop()
-    assert failed_ids(results) == {"test_manifest[node0]"}
-    (entry,) = [c for c in results["checks"] if c["id"].endswith("test_manifest[node0]")]
+    assert failed_ids(results) == {f"test_manifest[{NODE_NAME}]"}
+    (entry,) = [c for c in results["checks"] if c["id"].endswith(f"test_manifest[{NODE_NAME}]")]
     assert "software.nccl_tests.version" in entry["message"]
     assert "re-run the deploy" in entry["message"]
