@@ -360,11 +360,13 @@ def _after(args, spec, record, previous, runs_dir) -> None:
 
 
 def _message(record, previous, history) -> str:
+    from gpubox.records import short_boot_id
+
     meta = record.meta
     counts = history.counts_text(meta.get("counts") or {})
     lines = [
         f"**gpubox: {meta.get('host')} failed its boot acceptance** "
-        f"(boot {record.boot_id[:8]}, {history.when(meta.get('finished'))} UTC): {counts}"
+        f"(boot {short_boot_id(record.boot_id)}, {history.when(meta.get('finished'))} UTC): {counts}"
     ]
     if meta.get("error"):
         lines.append(f"error: {meta['error']}")
