@@ -79,8 +79,11 @@ def test_boot_ids_that_are_not_uuids_are_shown_whole(h100_runs):
         row.find_all("code")[0].text() for row in dom.by_id("boot-history").find_all("tr", "boot")
     ]
     assert codes == ["real-boot-2", "real-boot-1"]
-    terminal = report.render_terminal(history.local(str(h100_runs), full=True))
+    doc = history.local(str(h100_runs), full=True)
+    terminal = report.render_terminal(doc)
     assert terminal.splitlines()[0].startswith("node0  ") and " boot real-boot-2 " in terminal
+    listed = history.format_text(doc).splitlines()  # `gpubox history`
+    assert [line.split()[1] for line in listed if line.split()[0] in ("1", "2")] == BOOTS
 
 
 def test_uuid_boot_ids_are_still_shortened():
