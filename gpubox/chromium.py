@@ -1,8 +1,9 @@
 """Headless Chromium for looking at a report the way a person would: a screenshot and the DOM.
 
-Used by the tests (and handy by hand): ``screenshot(html_file, png)`` and ``dump_dom(html_file)``
-run Debian's ``chromium`` (``apt-get install chromium``) with no sandbox, no GPU and no network
-of its own, in a throw-away profile.
+Used by the tests (and handy by hand): ``screenshot(html_file, png)``, ``dump_dom(html_file)``
+and ``measure_svg(svg)`` (where each text of a plot landed) run Debian's ``chromium``
+(``apt-get install chromium``) with no sandbox, no GPU and no network of its own, in a
+throw-away profile.
 """
 
 from __future__ import annotations
@@ -79,6 +80,39 @@ def dump_dom(page: str | Path, timeout: float = 120, measure_images: bool = Fals
     if "<html" not in result.stdout:
         raise RuntimeError(f"chromium dumped no DOM: {result.stderr[-800:]}")
     return result.stdout
+
+
+# Appended to a page by measure_svg(): once loaded, every SVG <text> carries its bounding box.
+_BBOXES = (
+    '<script>window.addEventListener("load",()=>{for(const t of document.querySelectorAll('
+    '"svg text")){const b=t.getBBox();t.setAttribute("data-bbox",[b.x,b.y,b.width,b.height]'
+    '.join(","))}document.body.setAttribute("data-loaded","yes")})</script>'
+)
+
+
+def measure_svg(svg: str, timeout: float = 120) -> dict:
+    """Lay ``svg`` out in Chromium (inline in a page) and return its size and where each of its
+    texts landed: ``{"width", "height", "texts": [{"text", "x", "y", "width", "height"}]}``,
+    in the SVG's own units. A text drawn past the edges would be clipped in the picture."""
+    with tempfile.TemporaryDirectory(prefix="gpubox-svg-") as folder:
+        page = Path(folder) / "svg.html"
+        page.write_text(f'<!DOCTYPE html><html><body style="margin:0">{svg}{_BBOXES}</body></html>')
+        result = _run(["--virtual-time-budget=5000", "--dump-dom", page.as_uri()], timeout)
+    if "<html" not in result.stdout:
+        raise RuntimeError(f"chromium dumped no DOM: {result.stderr[-800:]}")
+    dom = parse(result.stdout)
+    if dom.find_all("body")[0].attrs.get("data-loaded") != "yes":
+        raise RuntimeError("chromium did not finish laying out the SVG")
+    root = dom.find_all("svg")[0]
+    texts = []
+    for element in root.find_all("text"):
+        x, y, w, h = (float(v) for v in element.attrs["data-bbox"].split(","))
+        texts.append({"text": element.text(), "x": x, "y": y, "width": w, "height": h})
+    return {
+        "width": float(root.attrs["width"]),
+        "height": float(root.attrs["height"]),
+        "texts": texts,
+    }
 
 
 # ---- a small DOM to assert on (stdlib html.parser) ------------------------------------------

@@ -580,7 +580,8 @@ def format_text(doc: dict) -> str:
     for n, b in enumerate(boots, 1):
         result = "PASS" if b.get("ok") else "FAIL"
         lines.append(
-            f"  {n:>3}  {b['boot_id'][:8]:8}  {when(b.get('finished')):19}  {result:4}  "
+            f"  {n:>3}  {records_mod.short_boot_id(b['boot_id']):8}  {when(b.get('finished')):19}  "
+            f"{result:4}  "
             f"{counts_text(b.get('counts') or {})}"
         )
         if b.get("error"):

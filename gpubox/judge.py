@@ -171,16 +171,19 @@ def gpu_present(spec: NodeSpec, snap: dict, index: int) -> Verdict:
         problems.append(
             f"memory {gpu.get('memory_total_mib')} MiB, expected {spec.gpu_memory_mib} MiB"
         )
+    expected = {"name": spec.gpu_name_pattern(index), "memory_mib": spec.gpu_memory_mib}
+    found = {"name": gpu.get("name"), "memory_mib": gpu.get("memory_total_mib")}
     if problems:
         return _fail(
             check,
             subject,
             f"{host} {who}: {'; '.join(problems)}: a different card sits in this slot, or the "
             "spec is wrong",
-            {"name": spec.gpu_name_pattern(index), "memory_mib": spec.gpu_memory_mib},
-            {"name": gpu.get("name"), "memory_mib": gpu.get("memory_total_mib")},
+            expected,
+            found,
         )
-    return _pass(check, subject, f"{host} {who}: {gpu['name']}, {gpu.get('memory_total_mib')} MiB")
+    message = f"{host} {who}: {gpu['name']}, {gpu.get('memory_total_mib')} MiB"
+    return _pass(check, subject, message, expected, found)
 
 
 def p2p(spec: NodeSpec, snap: dict, a: int, b: int) -> Verdict:

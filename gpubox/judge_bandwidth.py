@@ -15,6 +15,7 @@ raw log::
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 from gpubox import busid, floors
@@ -61,9 +62,17 @@ def _log(entry: dict | None) -> str:
     return f" [log: {entry['log']}]" if entry and entry.get("log") else ""
 
 
+# nccl-tests' TESTCHECK trace (" .. host pid N: Test failure common.cu:1100") says where a
+# failure was relayed, not what failed: it goes after the cause, whichever the tool's stdout
+# and stderr interleaving printed first.
+_TRACE = re.compile(r"^\.\.\s+\S+(?:\s+pid\s+\d+)?:\s+Test failure ")
+
+
 def _errors(entry: dict) -> str:
     errors = entry.get("errors") or []
-    return "; ".join(errors) if errors else f"exit {entry.get('exit_code')}"
+    if not errors:
+        return f"exit {entry.get('exit_code')}"
+    return "; ".join(sorted(errors, key=lambda e: bool(_TRACE.match(e))))
 
 
 def _exit_note(entry: dict) -> str:

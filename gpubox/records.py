@@ -31,6 +31,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -58,6 +59,19 @@ def boot_id(path: str = BOOT_ID_FILE) -> str:
     """This boot's id (a UUID the kernel picks at boot; nspawn gives each container boot its own)."""
     with open(path) as f:
         return f.read().strip()
+
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
+
+
+def short_boot_id(boot: str) -> str:
+    """A boot id as people read it: a kernel UUID's first 8 hex digits (enough to tell boots
+    apart), any other id (``gpubox accept --boot-id``) whole.
+
+    >>> short_boot_id("c5775118-3f0e-4b1c-9a51-0d6c1f2e7a44"), short_boot_id("real-boot-0001")
+    ('c5775118', 'real-boot-0001')
+    """
+    return boot[:8] if _UUID.match(boot) else boot
 
 
 @dataclass

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gpubox import history
-from gpubox.records import Record
+from gpubox.records import Record, short_boot_id
 
 PASS_C, FAIL_C, WARN_C, SKIP_C, NONE_C = "#2e7d32", "#c62828", "#ef8f00", "#9e9e9e", "#e0e0e0"
 PALETTE = (
@@ -74,6 +74,12 @@ def _text(x, y, text, anchor="middle", size=12, fill="#222", weight="normal") ->
     )
 
 
+def _text_width(text: str, size: float) -> int:
+    """A generous width of ``text`` in bold sans-serif at ``size`` px (0.66 em a character:
+    wider than the average of DejaVu/Liberation Sans bold, so a title never overflows)."""
+    return math.ceil(len(text) * size * 0.66)
+
+
 def _label_step(n: int, plot_w: float, label_px: float = 28) -> int:
     """Label every k-th boot so that the labels do not overlap."""
     return max(1, math.ceil(n * label_px / plot_w))
@@ -83,7 +89,8 @@ def heatmap(labels: list[str], cells: dict[tuple[int, int], tuple[str, str]], ti
     """A square matrix: ``cells[(row, col)] = (text, fill colour)``; the diagonal is blank."""
     n = len(labels)
     cell, left, top = 92, 70, 48
-    width, height = left + n * cell + 20, top + n * cell + 20
+    # Wide enough for the title too: one GPU's matrix is narrower than its title.
+    width, height = max(left + n * cell + 20, _text_width(title, 13) + 24), top + n * cell + 20
     body = [_text(width / 2, 20, title, size=13, weight="bold")]
     for i, name in enumerate(labels):
         body.append(_text(left + i * cell + cell / 2, top - 8, name))
@@ -385,6 +392,28 @@ def _section_changes(entry: dict) -> str:
     )
 
 
+# What an empty parameter set means, by the parameter (pytest names such a test NAME[NOTSET]).
+_NOTHING_TO_CHECK = {
+    "pair": "no GPU pairs: the spec lists fewer than two GPUs",
+    "gpu": "no GPUs: the spec lists none",
+    "allreduce": "no all_reduce floors: floors.allreduce is empty",
+}
+_EMPTY_SET = re.compile(r"got empty parameter set\W+(?:for\W+)?\(?([^)\]]*)")
+
+
+def _nothing_to_check(check: dict) -> tuple[str, str] | None:
+    """``(name, why)`` for a test pytest skipped for an empty parameter set (``test_p2p[NOTSET]``
+    on a one-GPU node), else None."""
+    short = check["id"].split("::")[-1]
+    if not short.endswith("[NOTSET]"):
+        return None
+    name = short.removesuffix("[NOTSET]")
+    m = _EMPTY_SET.search(check.get("message") or "")
+    params = re.findall(r"\w+", m.group(1)) if m else []
+    why = next((_NOTHING_TO_CHECK[p] for p in params if p in _NOTHING_TO_CHECK), None)
+    return name, f"skipped: {why or 'nothing to check (an empty parameter set)'}"
+
+
 def _section_checks(latest: Record) -> str:
     rows = []
     checks = (latest.results or {}).get("checks", [])
@@ -394,14 +423,16 @@ def _section_checks(latest: Record) -> str:
         level = v.get("level") or {"passed": "pass", "failed": "fail", "skipped": "skip"}.get(
             outcome, outcome
         )
-        short = c["id"].split("::")[-1]
+        short, message = c["id"].split("::")[-1], c.get("message")
+        if empty := _nothing_to_check(c):
+            short, message = empty
         rows.append(
             f'<tr class="check {esc(outcome)}" data-check="{esc(short)}" '
             f'data-outcome="{esc(outcome)}"><td class="id"><code>{esc(short)}</code></td>'
             f'<td class="expected">{esc(_fmt(v.get("expected")))}</td>'
             f'<td class="found">{esc(_fmt(v.get("found")))}</td>'
             f'<td class="verdict"><span class="badge {esc(level)}">{esc(level)}</span></td>'
-            f'<td class="message">{esc(c.get("message"))}</td></tr>'
+            f'<td class="message">{esc(message)}</td></tr>'
         )
     if not rows:
         rows.append('<tr><td colspan="5">no check results in this record</td></tr>')
@@ -707,7 +738,7 @@ def _section_boots(doc: dict) -> str:
         ok = b.get("ok")
         rows.append(
             f'<tr class="boot {"passed" if ok else "failed"}" data-boot-id="{esc(b["boot_id"])}">'
-            f"<td>{n}</td><td><code>{esc(b['boot_id'][:8])}</code></td>"
+            f"<td>{n}</td><td><code>{esc(short_boot_id(b['boot_id']))}</code></td>"
             f"<td>{esc(history.when(b.get('finished')))}</td>"
             f'<td><span class="badge {"pass" if ok else "fail"}">{"PASS" if ok else "FAIL"}</span></td>'
             f'<td>{esc(history.counts_text(b.get("counts") or {}))}</td><td class="changes">{text}</td></tr>'
@@ -852,7 +883,7 @@ def render_terminal(doc: dict, width: int = 100) -> str:
     latest, entry = recs[-1], doc["boots"][-1]
     meta = latest.meta
     out = [
-        f"{host}  {'PASS' if meta.get('ok') else 'FAIL'}  boot {latest.boot_id[:8]}  "
+        f"{host}  {'PASS' if meta.get('ok') else 'FAIL'}  boot {short_boot_id(latest.boot_id)}  "
         f"{history.when(meta.get('finished'))} UTC  {history.counts_text(meta.get('counts') or {})}"
     ]
     if meta.get("error"):

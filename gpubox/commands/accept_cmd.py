@@ -6,6 +6,10 @@ into a new record folder for this boot (see :mod:`gpubox.records`); then publish
 posts a failed run to the webhook (:mod:`gpubox.notify`), writes the Prometheus textfile
 (:mod:`gpubox.metrics`) when asked, and prunes old records. The exit status is pytest's (0: all
 passed, 1: a check failed); everything after the checks only logs its problems.
+
+Paths on the command line are taken from the folder ``gpubox accept`` was started in (pytest
+itself runs in the install folder). A checks folder that would run without gpubox's pytest
+plugin is refused before anything is written (see :func:`check_folder`).
 """
 
 from __future__ import annotations
@@ -66,9 +70,71 @@ def _load_spec(path: str):
     return load_node_spec(path, default_host=socket.gethostname())
 
 
+# Options naming files or folders: made absolute before anything changes folder (pytest runs
+# in the install folder).
+_PATH_OPTIONS = ("spec", "checks", "runs_dir", "webhook_file", "outbox", "metrics_dir")
+_LOADS_PLUGIN = re.compile(
+    r"^\s*(?:from\s+gpubox\.checks\s+import|import\s+gpubox\.checks\b"
+    r"|from\s+gpubox\s+import\s+(?:.*,\s*)?checks\b)|^\s*pytest_plugins\s*=.*gpubox\.checks",
+    re.MULTILINE,
+)
+
+
+def _resolve_paths(args) -> None:
+    for name in _PATH_OPTIONS:
+        value = getattr(args, name, None)
+        if value:
+            setattr(args, name, os.path.abspath(value))
+
+
+def _plugin_autoloaded() -> bool:
+    """gpubox's plugin is a ``pytest11`` entry point of this Python (and autoload is on)."""
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        return False
+    from importlib.metadata import entry_points
+
+    return any(
+        ep.value.split(":")[0].strip() == "gpubox.checks" for ep in entry_points(group="pytest11")
+    )
+
+
+def check_folder(folder: str, install_dir: str) -> None:
+    """Refuse a checks folder pytest would run without gpubox's plugin (it would then reject
+    ``--node-spec``/``--results-json`` and the record would say only that no checks ran).
+
+    The plugin counts as loaded when the folder's ``conftest.py`` imports ``gpubox.checks`` (or
+    names it in ``pytest_plugins``), or when gpubox registers it as a ``pytest11`` entry point.
+    """
+    deployed = f"{install_dir}/checks"
+    if not os.path.isdir(folder):
+        raise CliError(f"no checks folder {folder}: deploy the node first (it installs {deployed})")
+    tests = [p for p in Path(folder).rglob("*.py") if p.name.startswith("test_")]
+    if not tests:
+        raise CliError(
+            f"checks folder {folder}: no test files (test_*.py) in it: give the folder the "
+            f"deploy installs ({deployed}) or the repository's checks/"
+        )
+    conftest = Path(folder) / "conftest.py"
+    try:
+        text = conftest.read_text(errors="replace")
+    except FileNotFoundError:
+        text = None
+    except OSError as exc:
+        raise CliError(f"checks folder {folder}: cannot read {conftest}: {exc}") from None
+    if (text is not None and _LOADS_PLUGIN.search(text)) or _plugin_autoloaded():
+        return
+    found = "has no conftest.py" if text is None else "has a conftest.py that does not load it"
+    raise CliError(
+        f"checks folder {folder}: {found}: gpubox's pytest plugin (gpubox.checks) would not be "
+        "loaded, so pytest would refuse --node-spec and --results-json; expected a conftest.py "
+        f"with `from gpubox.checks import *` (as in {deployed} and the repository's checks/)"
+    )
+
+
 def run(args) -> int:
     from gpubox import records
 
+    _resolve_paths(args)
     spec = _load_spec(args.spec)
     acc = spec.acceptance
     runs_dir = args.runs_dir or acc.runs_dir
@@ -77,8 +143,7 @@ def run(args) -> int:
     if keep < 1:
         raise CliError("--keep: at least 1")
     checks = args.checks or f"{spec.software.install_dir}/checks"
-    if not os.path.isdir(checks):
-        raise CliError(f"no checks folder {checks}: deploy the node first")
+    check_folder(checks, spec.software.install_dir)
     try:
         boot = args.boot_id or records.boot_id()
     except OSError as exc:
@@ -295,11 +360,13 @@ def _after(args, spec, record, previous, runs_dir) -> None:
 
 
 def _message(record, previous, history) -> str:
+    from gpubox.records import short_boot_id
+
     meta = record.meta
     counts = history.counts_text(meta.get("counts") or {})
     lines = [
         f"**gpubox: {meta.get('host')} failed its boot acceptance** "
-        f"(boot {record.boot_id[:8]}, {history.when(meta.get('finished'))} UTC): {counts}"
+        f"(boot {short_boot_id(record.boot_id)}, {history.when(meta.get('finished'))} UTC): {counts}"
     ]
     if meta.get("error"):
         lines.append(f"error: {meta['error']}")

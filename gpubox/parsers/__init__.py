@@ -6,8 +6,8 @@ parse function, so other code (e.g. a subprocess wrapper) can reuse the same tab
 >>> from gpubox.parsers import PARSERS, parse
 >>> sorted(PARSERS)
 ['bandwidthTest', 'gpu-burn', 'gpu-fryer', 'nccl-tests', 'nvbandwidth', 'p2pBandwidthLatencyTest']
->>> parse("bandwidthTest", "Result = PASS\\n")["ok"]
-True
+>>> parse("bandwidthTest", "Result = PASS\\n")["errors"]
+['no measurement in the output (the tool said Result = PASS): no table and no CSV line']
 
 Every parser takes the raw output (no fixture header; see
 :func:`gpubox.parsers.common.strip_fixture_header`), returns a dict with at least ``ok``,

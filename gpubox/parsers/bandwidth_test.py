@@ -15,7 +15,10 @@
 >>> out["ok"], out["results"][0]["direction"], out["results"][0]["gbps"]
 (True, 'h2d', 17.3)
 
-Keys: ``ok`` (every ``Result =`` line says PASS, at least one does, and no CUDA error),
+Keys: ``ok`` (every ``Result =`` line says PASS, at least one does, no CUDA error, and at
+least one figure was read and none was left unread: a run whose tables could not be read is
+never ok, whatever its ``Result =`` line says; ``errors`` then names the lines that were not
+understood),
 ``result`` ("PASS"/"FAIL"/None), ``devices`` [{index, name}], ``results`` [{device,
 direction h2d|d2h|d2d, memory pinned|pageable|None (d2d), write_combined, size_bytes, gbps,
 num_devices, printed {value, unit}}], ``errors``, ``warnings``. Several runs in one paste are
@@ -33,7 +36,7 @@ from __future__ import annotations
 
 import re
 
-from gpubox.parsers.common import ParseError, clean_lines, is_prompt_line
+from gpubox.parsers.common import ParseError, clean_lines, failure_kind, is_prompt_line
 
 TOOL = "bandwidthTest"
 
@@ -103,6 +106,8 @@ def parse(text: str) -> dict:
     recognized = False
     first_text: tuple[int, str] | None = None
     device_flag: int | None = None
+    unread: list[tuple[int, str]] = []  # lines not understood, for the error that names them
+    stray: list[tuple[int, str]] = []  # figures printed outside a table the parser could read
 
     for no, raw in clean_lines(text):
         line = raw.strip()
@@ -155,8 +160,17 @@ def parse(text: str) -> dict:
             statuses.append(m.group(1))
         elif _ERRORS.search(line):
             out["errors"].append(line)
-        elif not _QUIET.match(line):
+        elif _QUIET.match(line):
+            continue
+        elif (failure := failure_kind(line)) == "error":
+            out["errors"].append(line)
+        elif failure == "warning":
+            out["warnings"].append(f"line {no}: {line}")
+        else:
+            unread.append((no, line))
             out["warnings"].append(f"line {no}: ignored {line[:120]!r}")
+            if _TABLE_ROW.match(line):
+                stray.append((no, line))
 
     if not recognized:
         no, found = first_text or (1, "")
@@ -168,8 +182,28 @@ def parse(text: str) -> dict:
         )
     if statuses:
         out["result"] = "FAIL" if "FAIL" in statuses else "PASS"
-    out["ok"] = out["result"] == "PASS" and not out["errors"]
+    if not out["results"] and not out["errors"]:
+        out["errors"].append(_nothing_read(out["result"], unread))
+    elif stray and out["results"]:
+        out["errors"].append(
+            f"figures outside a table the parser could read (no column header above them): "
+            f"{_lines(stray)}"
+        )
+    out["ok"] = out["result"] == "PASS" and not out["errors"] and bool(out["results"])
     return out
+
+
+def _nothing_read(result: str | None, unread: list[tuple[int, str]]) -> str:
+    """The error of a run that printed no figure the parser could read."""
+    said = f" (the tool said Result = {result})" if result else ""
+    if not unread:
+        return f"no measurement in the output{said}: no table and no CSV line"
+    return f"no measurement could be read{said}; lines not understood: {_lines(unread)}"
+
+
+def _lines(lines: list[tuple[int, str]], most: int = 5) -> str:
+    shown = ", ".join(f"line {no} {text[:80]!r}" for no, text in lines[:most])
+    return shown + (f" and {len(lines) - most} more" if len(lines) > most else "")
 
 
 def _result(run: _Run, size: int, value: float, unit: str) -> dict:

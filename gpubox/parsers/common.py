@@ -17,6 +17,7 @@ __all__ = [
     "ParseError",
     "clean_line",
     "clean_lines",
+    "failure_kind",
     "fixture_header_length",
     "is_prompt_line",
     "parse_number",
@@ -133,6 +134,38 @@ def is_prompt_line(line: str) -> bool:
     False
     """
     return any(p.match(line) for p in _PROMPTS)
+
+
+# --- lines no parser knows ------------------------------------------------------------------
+
+# What a line that says something went wrong contains. A parser files an unknown line that
+# matches under ``errors`` (never as "ignored"); one that also says it is only a warning or a
+# note (Open MPI's "help message" aggregation, ssh's "Warning: Permanently added ...") goes
+# under ``warnings``.
+_FAILURE_WORDS = re.compile(
+    r"\b(?:error|errors|fail|failed|failure|fatal|abort|aborted|assert(?:ion)?|exception"
+    r"|segmentation fault|core dumped|terminate called|received signal|exited on signal"
+    r"|cannot|can't|unable to|no such file|not found|invalid|illegal|mismatch|timed out"
+    r"|out of memory)\b",
+    re.IGNORECASE,
+)
+_NOT_A_FAILURE = re.compile(r"\bwarn(?:ing)?\b|\bnote\b|help message|\bignoring\b", re.IGNORECASE)
+
+
+def failure_kind(line: str) -> str | None:
+    """``"error"`` when an unrecognised line reports a failure, ``"warning"`` when it only
+    warns about one, ``None`` when it says nothing of the kind.
+
+    >>> failure_kind("NCCL failure all_reduce.cu:95 'unhandled cuda error'")
+    'error'
+    >>> failure_kind("libibverbs: Warning: couldn't load driver 'mlx4': cannot open shared object")
+    'warning'
+    >>> failure_kind("Authorization required, but no authorization protocol specified") is None
+    True
+    """
+    if not _FAILURE_WORDS.search(line):
+        return None
+    return "warning" if _NOT_A_FAILURE.search(line) else "error"
 
 
 # --- numbers -------------------------------------------------------------------------------

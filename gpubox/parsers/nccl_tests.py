@@ -12,11 +12,19 @@ Keys: ``ok`` (a table was read, no failure line, no ``# error:``, OOB not FAILED
 ``#wrong``), ``collective``, ``version`` (nccl-tests version or None), ``params`` (the
 ``# nThread`` line: nthread, ngpus, min_bytes, max_bytes, step, step_kind "factor"/"bytes",
 warmup_iters, iters, ...; nccl_headers/nccl_library codes), ``ranks`` [{rank, group, pid, host,
-device, bus_id, name}], ``rows`` [{size, count, type, redop, root, oop, ip}] where oop/ip are
-{time_us, algbw, busbw, wrong} (None for ``N/A``; extra per-iteration columns keep their
-names), ``avg_busbw``, ``avg_busbw_ok`` (the NCCL_TESTS_MIN_BW check, when printed),
-``oob`` {count, ok}, ``errors`` (failure lines as printed) and ``warnings`` (NCCL WARN lines,
-unknown lines, guesses).
+device, bus_id, name}] (group and pid None in the old ``#   Rank  0 on host device  0 [0x00]
+NAME`` form), ``rows`` [{size, count, type, redop, root, oop, ip}] where oop/ip are {time_us,
+algbw, busbw, wrong} (None for ``N/A``; extra per-iteration columns keep their names),
+``avg_busbw``, ``avg_busbw_ok`` (the NCCL_TESTS_MIN_BW check, when printed), ``oob`` {count,
+ok}, ``errors`` and ``warnings`` (NCCL WARN lines, nccl-tests' notes, unknown lines, guesses).
+
+``errors`` holds every failure line as printed: nccl-tests' own (``Test NCCL failure``, the old
+``NCCL failure``/``Cuda failure``, `` .. host pid N: Test failure``), the cause it prints before
+them when it refuses to run (``Invalid number of GPUs: 2 requested but only 1 were found.``),
+and any other line that reports a failure (see :func:`gpubox.parsers.common.failure_kind`): a
+failure line is never filed as ignored. Header and footer lines are read with or without their
+leading ``#`` (pastes lose it; nccl-tests < 2.0 printed none). :func:`classify` is the one place
+that tells lines apart.
 
 Columns are taken from the ``#  size  count  type ...`` header by name, so old tables (no
 ``redop``/``root``, ``error`` instead of ``#wrong``, ``bytes N type op ... res``) and new ones
@@ -42,36 +50,76 @@ from __future__ import annotations
 
 import re
 
-from gpubox.parsers.common import ParseError, clean_lines, is_number, is_prompt_line, parse_number
+from gpubox.parsers.common import (
+    ParseError,
+    clean_lines,
+    failure_kind,
+    is_number,
+    is_prompt_line,
+    parse_number,
+)
 
 TOOL = "nccl-tests"
 
+# Every pattern below matches a line with its leading '#' removed: pastes from forums and
+# issue trackers often lose it (Markdown makes '# text' a heading), and nccl-tests < 2.0
+# printed its header lines without one.
 _VERSION = re.compile(
-    r"^#\s*nccl-tests version\s+(\S+)(?:\s+nccl-headers=(\d+))?(?:\s+nccl-library=(\d+))?"
+    r"^nccl-tests version\s+(\S+)(?:\s+nccl-headers=(\d+))?(?:\s+nccl-library=(\d+))?"
 )
-_COLLECTIVE = re.compile(r"^#\s*Collective test (?:starting|concluded):\s*(\S+)")
+_COLLECTIVE = re.compile(r"^Collective test (?:starting|concluded):\s*(\S+)")
 _NTHREAD = re.compile(
-    r"^#\s*nThread\s+(\d+)\s+nGpus\s+(\d+)\s+minBytes\s+(\d+)\s+maxBytes\s+(\d+)"
+    r"^nThread\s+(\d+)\s+nGpus\s+(\d+)\s+minBytes\s+(\d+)\s+maxBytes\s+(\d+)"
     r"\s+step:\s*(\d+)\((\w+)\)(.*)$"
 )
 _KEY_VALUE = re.compile(r"([A-Za-z][A-Za-z ]*?):\s*(-?\d+)")
+# "Rank  0 Group  0 Pid 5068 on GENOA-06 device  0 [0x21] NAME"; before 2.0 without Group and
+# Pid: "Rank  0 on node03 device  0 [0x00] Tesla P100-PCIE-16GB".
 _RANK = re.compile(
-    r"^#\s*Rank\s+(\d+)\s+(?:Group\s+(\d+)\s+)?Pid\s+(\d+)\s+on\s+(\S+)\s+device\s+(\d+)"
+    r"^Rank\s+(\d+)\s+(?:Group\s+(\d+)\s+)?(?:Pid\s+(\d+)\s+)?on\s+(\S+)\s+device\s+(\d+)"
     r"\s+\[([^\]]*)\]\s*(.*)$"
 )
-_HEADER = re.compile(r"^#\s+(?:size|bytes)\s+(?:count|N)\s+type\b")
-_OOB = re.compile(r"^#\s*Out of bounds values\s*:\s*(\d+)\s*(OK|FAILED)?")
-_AVG = re.compile(r"^#\s*Avg bus bandwidth\s*:\s*(\S+)\s*(OK|FAILED)?")
+_HEADER = re.compile(r"^(?:size|bytes)\s+(?:count|N)\s+type\b")
+_OOB = re.compile(r"^Out of bounds values\s*:\s*(\d+)\s*(OK|FAILED)?")
+_AVG = re.compile(r"^Avg bus bandwidth\s*:\s*(\S+)\s*(OK|FAILED)?")
+_ERROR_LINE = re.compile(r"^error:")  # "# error: ..." (nccl-tests' own error report)
 _ROW = re.compile(r"^\s*\d+\s+\d+\s+\S")
+# The failure lines of nccl-tests' CUDACHECK/NCCLCHECK/TESTCHECK macros, new and old:
+# "host: Test NCCL failure common.cu:392 '...'", "NCCL failure all_reduce.cu:95 '...'" and
+# "Cuda failure common.cu:30 '...'" (before 2.13), " .. host pid 5068: Test failure
+# common.cu:590" (" .. host: Test failure ..." before the pid was added), "host: Test timeout".
 _FAILURE = re.compile(
-    r"Test (?:NCCL|CUDA) failure|^\s*\.\.\s+\S+\s+pid\s+\d+:\s+Test failure|: Test timeout \("
+    r"\b(?:NCCL|CUDA|Cuda) failure \S+:\d+|^\.\.\s+\S+(?:\s+pid\s+\d+)?:\s+Test failure"
+    r"|: Test timeout \("
 )
+# What nccl-tests prints (on stderr) when it refuses to run: the cause of the failure lines.
+_CAUSE = re.compile(
+    r"^(?:Invalid number of GPUs: |Please check the number of processes and GPUs"
+    r"|invalid sizes? (?:specified )?for |Incompatible NCCL versions"
+    r"|Device implementation \d+ is not supported|Option -\w \([^)]*\) requires"
+    r"|device_cta_count \(-V\) must|device implementation \(-D > 0\) requires"
+    r"|invalid option|USAGE: )"
+)
+# nccl-tests' own notes about an option it did not take (the run goes on).
+_NOTE = re.compile(r"defaulting to |Defaulting to |Ignoring\s*$|Disabling\.\s*$")
 _NCCL_LOG = re.compile(r"\bNCCL (INFO|WARN|TRACE|ABORT)\b")
 _PERF_BINARY = re.compile(r"\b([a-z][a-z0-9_]*?)_perf(?:_mpi)?\b")
-# '#' lines that carry nothing we keep but are normal nccl-tests output.
-_QUIET_COMMENTS = re.compile(
-    r"^#\s*(?:$|Using devices|\(B\)|out-of-place|Blocking Enabled|Per-Iteration Report"
-    r"|Parallel Init|GPU memory usage)"
+# Lines that carry nothing we keep but are normal nccl-tests output.
+_QUIET = re.compile(
+    r"^(?:$|Using devices|\(B\)|out-of-place|Blocking Enabled|Per-Iteration Report"
+    r"|Parallel Init|GPU memory usage|Reducing maxBytes|\[-\w,--\w+)"
+)
+# The header and footer lines, in the order they are tried; "Using devices" is the one
+# quiet line only nccl-tests prints.
+_SHAPES = (
+    ("header", _HEADER),
+    ("rank", _RANK),
+    ("nthread", _NTHREAD),
+    ("version", _VERSION),
+    ("collective", _COLLECTIVE),
+    ("oob", _OOB),
+    ("avg", _AVG),
+    ("error-report", _ERROR_LINE),
 )
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TIME = re.compile(r"^\d{2}:\d{2}:\d{2}$")
@@ -145,52 +193,51 @@ def parse(text: str) -> dict:
             continue
         if first_text is None:
             first_text = (no, line)
-        if _NCCL_LOG.search(line):
+        kind, m = classify(line)
+        if kind == "nccl-log":
             if "NCCL WARN" in line or "NCCL ABORT" in line:
                 out["warnings"].append(f"line {no}: {stripped}")
-            continue
-        if _FAILURE.search(line):
+        elif kind in ("failure", "cause", "error-report"):
             out["errors"].append(stripped)
             seen_output = True
-            continue
-        if stripped.startswith("#"):
-            if is_prompt_line(stripped):
-                from_command = from_command or _perf_name(stripped)
-                continue
-            known = True  # False for '#' lines that any text could contain
-            if _HEADER.match(stripped):
-                table = _Table(stripped[1:].split())
-            elif m := _RANK.match(stripped):
-                out["ranks"].append(_rank(m))
-            elif m := _NTHREAD.match(stripped):
-                out["params"].update(_params(m))
-            elif m := _VERSION.match(stripped):
-                out["version"] = m.group(1)
-                if m.group(2):
-                    out["params"]["nccl_headers"] = int(m.group(2))
-                if m.group(3):
-                    out["params"]["nccl_library"] = int(m.group(3))
-            elif m := _COLLECTIVE.match(stripped):
-                named = named or _collective_name(m.group(1))
-            elif m := _OOB.match(stripped):
-                count = int(m.group(1))
-                out["oob"] = {"count": count, "ok": count == 0 and m.group(2) != "FAILED"}
-            elif m := _AVG.match(stripped):
-                out["avg_busbw"] = _avg(m.group(1), no, line)
-                if m.group(2):
-                    out["avg_busbw_ok"] = m.group(2) == "OK"
-                    if m.group(2) == "FAILED":
-                        out["errors"].append(stripped)
-            elif stripped.startswith("# error:"):
-                out["errors"].append(stripped)
-            elif _QUIET_COMMENTS.match(stripped):
-                known = "Using devices" in stripped
-            else:
-                known = False
-                out["warnings"].append(f"line {no}: {stripped}")
-            seen_output = seen_output or known
-            continue
-        if _ROW.match(line):
+        elif kind == "note":
+            out["warnings"].append(f"line {no}: {stripped}")
+            seen_output = True
+        elif kind == "command":
+            from_command = from_command or _perf_name(stripped)
+        elif kind == "header":
+            table = _Table(_uncommented(stripped).split())
+            seen_output = True
+        elif kind == "rank":
+            out["ranks"].append(_rank(m))
+            seen_output = True
+        elif kind == "nthread":
+            out["params"].update(_params(m))
+            seen_output = True
+        elif kind == "version":
+            out["version"] = m.group(1)
+            if m.group(2):
+                out["params"]["nccl_headers"] = int(m.group(2))
+            if m.group(3):
+                out["params"]["nccl_library"] = int(m.group(3))
+            seen_output = True
+        elif kind == "collective":
+            named = named or _collective_name(m.group(1))
+            seen_output = True
+        elif kind == "oob":
+            count = int(m.group(1))
+            out["oob"] = {"count": count, "ok": count == 0 and m.group(2) != "FAILED"}
+            seen_output = True
+        elif kind == "avg":
+            out["avg_busbw"] = _avg(m.group(1), no, line)
+            if m.group(2):
+                out["avg_busbw_ok"] = m.group(2) == "OK"
+                if m.group(2) == "FAILED":
+                    out["errors"].append(stripped)
+            seen_output = True
+        elif kind == "quiet":
+            seen_output = seen_output or "Using devices" in stripped
+        elif kind == "row":
             if table is None:
                 table = _Table(None)
                 out["warnings"].append(
@@ -198,13 +245,16 @@ def parse(text: str) -> dict:
                 )
             out["rows"].append(_row(table, no, line))
             seen_output = True
-            continue
-        if is_prompt_line(stripped) or _PERF_BINARY.search(stripped):
-            from_command = from_command or _perf_name(stripped)
-            continue
-        ignored += 1
-        if ignored <= _MAX_IGNORED_WARNINGS:
-            out["warnings"].append(f"line {no}: ignored {stripped[:120]!r}")
+        elif kind == "comment":
+            out["warnings"].append(f"line {no}: {stripped}")
+        elif kind == "error":
+            out["errors"].append(stripped)  # not nccl-tests' words, but a failure all the same
+        elif kind == "warning":
+            out["warnings"].append(f"line {no}: {stripped}")
+        else:
+            ignored += 1
+            if ignored <= _MAX_IGNORED_WARNINGS:
+                out["warnings"].append(f"line {no}: ignored {stripped[:120]!r}")
 
     if not seen_output:
         no, found = first_text or (1, "")
@@ -226,6 +276,55 @@ def parse(text: str) -> dict:
     oob_failed = out["oob"]["ok"] is False
     out["ok"] = bool(out["rows"]) and not out["errors"] and not wrong and not oob_failed
     return out
+
+
+def _uncommented(stripped: str) -> str:
+    return stripped[1:].lstrip() if stripped.startswith("#") else stripped
+
+
+def classify(line: str) -> tuple[str, re.Match | None]:
+    """What one cleaned output line is, as ``(kind, match)``: the one place lines are told apart.
+
+    Kinds: ``nccl-log`` (NCCL INFO/WARN lines), ``failure`` (nccl-tests' failure lines),
+    ``cause`` (what nccl-tests prints when it refuses to run), ``note`` (an option it did not
+    take), ``command`` (a shell prompt or a ``*_perf`` command line), the header and footer
+    shapes of :data:`_SHAPES` (``header``, ``rank``, ``nthread``, ``version``, ``collective``,
+    ``oob``, ``avg``, ``error-report``), ``quiet``, ``row`` (a results row), ``comment`` (another
+    ``#`` line); for any other line, ``error`` or ``warning`` when it reports a failure (see
+    :func:`gpubox.parsers.common.failure_kind`), else ``other``. Header and footer lines are
+    read with or without their leading ``#``.
+
+    >>> classify("Avg bus bandwidth    : 128.942")[0], classify("# Avg bus bandwidth : 1")[0]
+    ('avg', 'avg')
+    >>> classify("Invalid number of GPUs: 2 requested but only 1 were found.")[0]
+    'cause'
+    """
+    stripped = line.strip()
+    if _NCCL_LOG.search(stripped):
+        return "nccl-log", None
+    if _FAILURE.search(stripped):
+        return "failure", None
+    commented = stripped.startswith("#")
+    if is_prompt_line(stripped):
+        return "command", None
+    body = _uncommented(stripped)
+    for kind, pattern in _SHAPES:
+        if m := pattern.match(body):
+            return kind, m
+    if _QUIET.match(body):
+        return "quiet", None
+    if commented:
+        return "comment", None
+    if _ROW.match(line):
+        return "row", None
+    if _NOTE.search(body):
+        return "note", None
+    if _CAUSE.match(body):
+        return "cause", None
+    failure = failure_kind(stripped)  # "error" or "warning": a line nccl-tests did not print
+    if failure is None and _PERF_BINARY.search(stripped):
+        return "command", None
+    return failure or "other", None
 
 
 def _perf_name(text: str) -> str | None:
@@ -256,7 +355,7 @@ def _rank(m: re.Match) -> dict:
     return {
         "rank": int(m.group(1)),
         "group": int(m.group(2)) if m.group(2) is not None else None,
-        "pid": int(m.group(3)),
+        "pid": int(m.group(3)) if m.group(3) is not None else None,
         "host": m.group(4),
         "device": int(m.group(5)),
         "bus_id": m.group(6),

@@ -25,8 +25,14 @@ matrices (bidirectional Read1/Read2/Total) list them all in ``matrices``; ``matr
 are the one whose SUM key is the test name, else the last (Total). ``unit`` comes from the
 description's trailing parenthesis (``GB/s``, or ``ns`` for latency tests).
 
+A matrix whose ``Running <test>.`` line was cut off (a paste that starts at the matrix, or lost
+a line between two tests) is kept: its ``SUM <key>`` line names the test (the key, less a
+bidirectional ``_read1``/``_total``-style suffix), with a warning; one with neither line is left
+out, with a warning.
+
 ``ok`` is true when at least one test ran, every test is Passed or Waived, and no error line
-(ASSERT, ``Invalid value``, CUDA/NVML errors, a JSON ``error``) was printed.
+(ASSERT, ``Invalid value``, CUDA/NVML errors, any other line that reports a failure, a JSON
+``error``) was printed.
 """
 
 from __future__ import annotations
@@ -34,7 +40,13 @@ from __future__ import annotations
 import json
 import re
 
-from gpubox.parsers.common import ParseError, clean_lines, is_prompt_line, parse_number
+from gpubox.parsers.common import (
+    ParseError,
+    clean_lines,
+    failure_kind,
+    is_prompt_line,
+    parse_number,
+)
 
 TOOL = "nvbandwidth"
 
@@ -56,6 +68,11 @@ _RUNNING = re.compile(r"^Running (\w+)\.$")
 _STATUS = re.compile(r"^(Waived|Error|ERROR):\s*(.*)$")
 _NOT_FOUND = re.compile(r"Testcase (\S+) not found")
 _DESCRIPTION = re.compile(r"\((GB/s|ns|us)\)$")
+# A matrix description nvbandwidth prints under "Running <test>.", recognisable without it:
+# "memcpy CE CPU(row) -> GPU(column) bandwidth (GB/s)".
+_MATRIX_DESCRIPTION = re.compile(r"\(row\).*\(column\).*\((?:GB/s|ns|us)\)$")
+# SUM keys are the test's name, or its name and the matrix of a bidirectional test.
+_KEY_SUFFIX = re.compile(r"_(?:read1|read2|write1|write2|total)$")
 _SUM = re.compile(r"^(?:SUM|&&&& PERF) (\S+) (\S+)")
 _ERRORS = re.compile(
     r"^ASSERT in expression|Invalid value when checking|^Current offset"
@@ -109,6 +126,8 @@ def _new_test(status: str) -> dict:
 def _parse_text(text: str) -> dict:
     out = _empty("text")
     test: dict | None = None  # the test that printed "Running X." last
+    name: str | None = None  # its name (None: a matrix whose "Running" line was cut off)
+    unnamed: list[tuple[int, dict]] = []  # such matrices' tests, until a SUM line names them
     matrix: dict | None = None  # the matrix being read (after its description line)
     short_row: tuple[int, str] | None = None
     recognized = False
@@ -152,7 +171,8 @@ def _parse_text(text: str) -> dict:
             )
         elif m := _RUNNING.match(line):
             recognized = True
-            test = out["tests"][m.group(1)] = _new_test("Incomplete")
+            name = m.group(1)
+            test = out["tests"][name] = _new_test("Incomplete")
         elif m := _STATUS.match(line):
             # Not proof of nvbandwidth on its own: other tools print "ERROR: ..." too.
             status, message = m.group(1), m.group(2)
@@ -167,17 +187,44 @@ def _parse_text(text: str) -> dict:
                     test["status"] = "Error"
                 out["errors"].append(line)
             test = None
-        elif test is not None and _DESCRIPTION.search(line):
+        elif (test is not None and _DESCRIPTION.search(line)) or _MATRIX_DESCRIPTION.search(line):
+            if test is None:  # the "Running <test>." line was cut off: the SUM line names it
+                test, name = _new_test("Incomplete"), None
+                unnamed.append((no, test))
             matrix = {"description": line, "columns": None, "rows": [], "key": None, "sum": None}
             matrix["cut"] = False
             test["matrices"].append(matrix)
         elif m := _SUM.match(line):
             _add_sum(test, m, no, raw)
+            owner = _KEY_SUFFIX.sub("", m.group(1))
+            if test is not None and test["matrices"] and owner != name:
+                # A matrix whose "Running" line was cut off (after another test's, or at the
+                # top of a paste): it belongs to the test its SUM line names.
+                if name is not None:
+                    test = _new_test("Incomplete")
+                    test["matrices"].append(out["tests"][name]["matrices"].pop())
+                unnamed = [(n, t) for n, t in unnamed if t is not test]
+                name = owner
+                out["tests"].setdefault(owner, test)
+                if out["tests"][owner] is not test:  # a second matrix of a test already named
+                    out["tests"][owner]["matrices"] += test["matrices"]
+                    test = out["tests"][owner]
+                recognized = True
+                out["warnings"].append(
+                    f"line {no}: no 'Running {owner}.' line before this matrix (output cut?); "
+                    "its SUM line names the test"
+                )
         elif _ERRORS.search(line):
             out["errors"].append(line)
             if test is not None:  # an assert or CUDA error aborts the running test
                 test["status"] = "Error"
-        elif not (_QUIET.match(line) or is_prompt_line(line)):
+        elif _QUIET.match(line) or is_prompt_line(line):
+            continue
+        elif (failure := failure_kind(line)) == "error":
+            out["errors"].append(line)
+        elif failure == "warning":
+            out["warnings"].append(f"line {no}: {line}")
+        else:
             out["warnings"].append(f"line {no}: ignored {line[:120]!r}")
 
     if not recognized:
@@ -187,6 +234,11 @@ def _parse_text(text: str) -> dict:
         )
     if short_row is not None:
         out["warnings"].append(f"line {short_row[0]}: matrix row cut short (output truncated?)")
+    for no, lost in unnamed:
+        out["warnings"].append(
+            f"line {no}: a matrix ({lost['matrices'][0]['description']!r}) with neither a "
+            "'Running <test>.' line nor a SUM line: its test is unknown, left out"
+        )
     for test_name, entry in out["tests"].items():
         _finish_test(test_name, entry)
     return _finish(out)

@@ -98,7 +98,8 @@ def test_registry_lists_the_six_tools():
         "gpu-burn",
         "gpu-fryer",
     }
-    assert parsers.parse("bandwidthTest", "Result = PASS\n")["ok"] is True
+    # A PASS that measured nothing is not ok (issue 16).
+    assert parsers.parse("bandwidthTest", "Result = PASS\n")["ok"] is False
     with pytest.raises(KeyError, match="no parser for 'nvidia-smi'"):
         parsers.parse("nvidia-smi", "")
 
