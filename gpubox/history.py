@@ -508,7 +508,7 @@ def collect(
     try:
         found = load(inventory, limit=hosts or None)
     except (FileNotFoundError, KeyError) as exc:
-        raise HistoryError(str(exc).strip("\"'")) from None
+        raise HistoryError(str(exc)) from None
     docs = []
     for h in found:
         gpubox = REMOTE_GPUBOX.format(install_dir=h.spec.software.install_dir)
