@@ -9,12 +9,12 @@ from pyinfra.api import deploy
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 
-from gpubox.checks import NODE_SPEC
 from gpubox.commands.accept_cmd import BANDWIDTH_TIMEOUT_S, QUICK_TIMEOUT_S
+from gpubox.layout import ACCEPTANCE_UNIT, NODE_SPEC
 from gpubox.spec import NodeSpec
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-UNIT = "gpubox-acceptance.service"
+UNIT = ACCEPTANCE_UNIT
 
 
 @deploy("boot-time acceptance")

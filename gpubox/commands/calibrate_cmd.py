@@ -97,6 +97,8 @@ def run(args) -> int:
     except (pytest.UsageError, FileNotFoundError, KeyError, ValueError) as exc:
         raise CliError(str(exc)) from None
 
+    for node in nodes:  # the tier's start line and its progress every 30 s
+        node.say = _say
     samples: dict[str, dict[str, list[float]]] = {n.name: {} for n in nodes}
     failures: dict[str, list[str]] = {n.name: [] for n in nodes}
     for i in range(1, args.runs + 1):
