@@ -34,8 +34,8 @@ def test_nvlink(request, node, gpu, snapshot):
 
 def test_clock_unit(request, node):
     # systemctl's own words ("enabled", "not-found", "failed"...) go into the message.
-    enabled = node.host.run(f"systemctl is-enabled {CLOCK_UNIT}").stdout.strip() or "unknown"
-    active = node.host.run(f"systemctl is-active {CLOCK_UNIT}").stdout.strip() or "unknown"
+    enabled = node.run(f"systemctl is-enabled {CLOCK_UNIT}").stdout.strip() or "unknown"
+    active = node.run(f"systemctl is-active {CLOCK_UNIT}").stdout.strip() or "unknown"
     status = f"is-enabled: {enabled}, is-active: {active}"
     check(request, judge.clock_unit(node.spec, enabled == "enabled", active == "active", status))
 
@@ -70,11 +70,11 @@ def test_manifest(request, node):
 
     from gpubox.manifest import MANIFEST
 
-    f = node.host.file(MANIFEST)
-    doc = json.loads(f.content_string) if f.exists else None
+    text = node.read_file(MANIFEST)
+    doc = json.loads(text) if text is not None else None
     names = sorted((doc or {}).get("packages", {}))
     live = {}
     if names:
-        out = node.host.run("dpkg-query -W -f '${Package}\\t${Version}\\n' " + " ".join(names))
+        out = node.run("dpkg-query -W -f '${Package}\\t${Version}\\n' " + " ".join(names))
         live = dict(line.split("\t", 1) for line in out.stdout.splitlines() if "\t" in line)
     check(request, judge.manifest(node.spec, doc, live))

@@ -20,7 +20,7 @@ def _baseline(node):
     try:
         return getattr(node, "baseline", None)
     except NodeError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        raise pytest.fail.Exception(str(exc), pytrace=False) from None  # one line, not two
 
 
 def test_burn_errors(request, node, gpu, burn):

@@ -1,29 +1,46 @@
 """The pytest plugin behind ``checks/``: nodes from an inventory, one snapshot per node, verdicts.
 
-``checks/conftest.py`` imports this module. What it adds to pytest:
+Installed with gpubox, it is loaded through its ``pytest11`` entry point (``gpubox.checks``;
+``-p gpubox.checks`` where plugin autoloading is off, ``-p no:gpubox.checks`` to leave it out).
+What it adds to pytest:
 
-* ``--inventory FILE`` (pyinfra inventory; without it, the node pytest runs on, with the spec the
-  deploy wrote to ``/etc/gpubox/spec.json``), ``--limit HOST``, ``--results-json FILE``;
+* ``--inventory FILE`` (a pyinfra inventory; without it, the node pytest runs on, with the spec
+  the deploy wrote to ``/etc/gpubox/spec.json``), ``--limit HOST`` (as pyinfra's), ``--hosts``
+  (testinfra's: nodes by host spec, each checked against the spec its deploy wrote),
+  ``--results-json FILE``, ``--gpubox-bandwidth`` / ``--gpubox-stress`` (the long tiers, also
+  asked for by naming them in ``-m``), ``--gpubox-progress SECONDS``, ``--gpubox-timeout
+  SECONDS``;
 * fixtures ``node`` (one per inventory host, session-scoped snapshot), ``gpu`` and ``pair``
   parametrised from that host's spec, with ids that read like ``test_p2p[gpu0-gpu1]``
-  (``test_p2p[home-gpu0-gpu1]`` when the inventory has several hosts);
-* fixtures ``allreduce`` (one per ``floors.allreduce`` entry: ``test_allreduce[gpu0+gpu1]``),
-  ``bench`` (the node's ``gpubox bench run --json`` document, measured once per host and session,
-  only when a bandwidth check runs) and ``baseline`` (the calibrated baseline, or None);
+  (``test_p2p[home-gpu0-gpu1]`` when the inventory has several hosts); ``allreduce`` (one per
+  ``floors.allreduce`` entry: ``test_allreduce[gpu0+gpu1]``), ``bench`` (the node's ``gpubox
+  bench run --json`` document, measured once per host and session, only when a bandwidth check
+  runs), ``burn`` and ``baseline``; and, in a checks folder whose ``conftest.py`` imports it,
+  ``host`` (:mod:`gpubox.node_host`): the node under test;
 * :func:`check`, which turns a :class:`gpubox.judge.Verdict` into pass / skip / fail (``warn``
   passes with a :class:`GpuboxWarning`);
 * a JSON results file (every host's spec and snapshot, every check's outcome and message) and a
-  JUnit XML file, written on every run (``results/`` unless told otherwise).
+  JUnit XML file (each check's level, expected and found as properties), written by every run
+  that checks nodes (``results/`` unless told otherwise), not by ``--collect-only``.
 
-Over SSH the probe runs on the node (``/opt/gpubox/venv/bin/gpubox probe --json``, installed by the
-deploy); on the node itself it runs with the same Python as pytest. Both are the same code, so the
-two places give the same verdicts. Hosts can be checked in parallel: ``-n auto --dist loadgroup``
-(each host's tests stay on one worker, so each node is probed once).
+**Tiers.** ``pytest checks/`` runs the quick tier (and any check of your own). The bandwidth
+tier (minutes) and the stress tier (minutes of full load) run only when asked: ``-m bandwidth``,
+``-m stress`` (any ``-m`` expression that names them) or ``--gpubox-bandwidth`` /
+``--gpubox-stress``. Long tiers print a start line with their expected duration and a progress
+line every ``--gpubox-progress`` seconds (30).
+
+**Reaching nodes.** Over SSH the commands run on the node (``/opt/gpubox/venv/bin/gpubox probe
+--json``, installed by the deploy) through OpenSSH, with host keys verified as the deploy verifies
+them (:mod:`gpubox.remote`); on the node itself they run with the same Python as pytest. Both are
+the same code, so the two places give the same verdicts. Every command has a timeout
+(:data:`COMMAND_TIMEOUT_S`, ``--gpubox-timeout``; the bench and burn ones derived from the spec;
+over SSH the node stops the command too, with ``timeout``). A node that cannot be reached fails each of its checks with one line, the same reason,
+found once. Hosts can be checked in parallel: ``-n auto --dist loadgroup`` (each host's tests stay
+on one worker, so each node is probed once).
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import os
@@ -31,7 +48,9 @@ import shlex
 import socket
 import sys
 import threading
+import time
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,50 +59,94 @@ from typing import Any
 
 import pytest
 
-from gpubox import judge
+from gpubox import judge, remote
+from gpubox.layout import CLOCK_UNIT, NODE_SPEC, VENV_GPUBOX
 from gpubox.spec import NodeSpec, gpu_id, pair_id
 
-NODE_SPEC = "/etc/gpubox/spec.json"
-REMOTE_GPUBOX = "{install_dir}/venv/bin/gpubox"
-CLOCK_UNIT = "gpubox-clocks.service"
-_SNAPSHOT_KEY = "gpubox_snapshot"
-_BENCH_KEY = "gpubox_bench"
-_VERDICT_KEY = "gpubox_verdict"
-_BURN_KEY = "gpubox_burn"
+__all__ = ["CLOCK_UNIT", "NODE_SPEC", "GpuboxWarning", "Node", "NodeError", "check", "load_nodes"]
+
+REMOTE_GPUBOX = VENV_GPUBOX
+# An NVML snapshot takes well under a second; a GPU that stops answering makes NVML slow (seconds
+# per call), a hung driver never returns: 120 s tells the two apart. Also systemctl, dpkg-query,
+# reading a file. --gpubox-timeout changes it.
+COMMAND_TIMEOUT_S = 120.0
+BENCH_MARGIN_S = 120.0  # on top of bench.timeout_s per tool run
+BURN_MARGIN_S = 60.0  # on top of the burn's own limit (stress.duration_s + 130 s)
+PROGRESS_EVERY_S = 30.0
+TIERS = ("quick", "bandwidth", "stress")
+OPT_IN = {"bandwidth": "minutes of benchmarks", "stress": "minutes of full load"}
+
+_DOCS = pytest.StashKey[dict]()  # item -> what the results file keeps of it (not JUnit)
 
 
-class NodeError(RuntimeError):
-    """A node could not be reached or probed: names the host and what failed."""
+class NodeError(remote.RemoteError):
+    """A node could not be reached or probed: one line naming the host and what failed."""
 
 
 @dataclass
 class Node:
-    """One host under test: its spec, a testinfra host, and what was measured on it (once each).
+    """One host under test: its spec, its connection, and what was measured on it (once each).
 
     Three documents come from gpubox itself on the node, each run at most once per session and
     then cached (a failure too, so later checks fail fast with the same cause): the NVML snapshot
     (``gpubox probe``), the bandwidth measurements (``gpubox bench run``) and the burn
-    (``gpubox burn``).
+    (``gpubox burn``). A node that cannot be reached is tried once: every later command fails at
+    once with the same reason.
     """
 
     name: str
     spec: NodeSpec
-    hostspec: str | None  # testinfra host spec; None = this machine
+    conn: remote.Connection
     remote: bool
     node_spec: str = NODE_SPEC  # the spec file the local commands read (library override)
+    say: Callable[[str], None] | None = field(default=None, repr=False)  # progress lines
+    progress_every: float = PROGRESS_EVERY_S
+    timeout: float = COMMAND_TIMEOUT_S  # the probe's and the short commands'
     _docs: dict = field(default_factory=dict, repr=False)  # what -> document or NodeError
     _baseline: Any = field(default=False, repr=False)  # False: not loaded yet
-    _host: Any = field(default=None, repr=False)
+    _unreachable: NodeError | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def host(self):
-        """The pytest-testinfra host (``local://`` on the node itself)."""
-        if self._host is None:
-            import testinfra
+        """The pytest-testinfra host (``local://`` on the node itself); commands timed."""
+        return self.conn.host
 
-            self._host = testinfra.get_host(self.hostspec or "local://")
-        return self._host
+    # ---- commands ------------------------------------------------------------------------------
+
+    def run(self, command: str, timeout: float | None = None, progress=None):
+        """Run ``command`` on the node (testinfra's result); :class:`NodeError` when the node
+        cannot be reached (remembered: later calls fail at once) or the command times out."""
+        if self._unreachable is not None:
+            raise self._unreachable
+        try:
+            return self.conn.run(command, timeout or self.timeout, progress, self.progress_every)
+        except remote.CommandTimeout as exc:
+            raise NodeError(str(exc)) from None
+        except remote.RemoteError as exc:
+            self._unreachable = NodeError(str(exc))
+            raise self._unreachable from None
+
+    def ensure_reachable(self) -> None:
+        """Raise the reason this node cannot be reached, trying once if nothing was run yet."""
+        if self._unreachable is not None:
+            raise self._unreachable
+        if self.remote and not self._docs:
+            self.run("true")
+
+    def read_file(self, path: str, timeout: float | None = None) -> str | None:
+        """The file's text, or None when it does not exist (one command)."""
+        if self._unreachable is not None:
+            raise self._unreachable
+        try:
+            return read_file(self.conn, path, timeout or self.timeout)
+        except remote.CommandTimeout as exc:
+            raise NodeError(str(exc)) from None
+        except NodeError:
+            raise
+        except remote.RemoteError as exc:
+            self._unreachable = NodeError(str(exc))
+            raise self._unreachable from None
 
     def cached(self, what: str) -> dict | None:
         """A document already taken this session (``snapshot``, ``bench``, ``burn``), or None."""
@@ -102,21 +165,55 @@ class Node:
             raise doc
         return doc
 
-    def gpubox_command(self, args: str) -> str:
-        """``gpubox ARGS`` as it runs on the node: its venv over SSH, this Python locally."""
+    def gpubox_command(self, args: str, timeout: float | None = None) -> str:
+        """``gpubox ARGS`` as it runs on the node: its venv over SSH (stopped there by coreutils'
+        ``timeout`` a little before ``timeout``, so nothing hangs on when SSH gives up), this
+        Python locally."""
         if self.remote:
-            return f"{REMOTE_GPUBOX.format(install_dir=self.spec.software.install_dir)} {args}"
+            gpubox = f"{REMOTE_GPUBOX.format(install_dir=self.spec.software.install_dir)} {args}"
+            if timeout is None:
+                return gpubox
+            return f"timeout --kill-after=10 {max(1, int(timeout) - 15)} {gpubox}"
         return (
             f"{shlex.quote(sys.executable)} -m gpubox {args} --spec {shlex.quote(self.node_spec)}"
         )
 
-    def _run_json(self, args: str, doing: str, ok: tuple[int, ...] = (0,)) -> dict:
-        """Run ``gpubox ARGS`` on the node and return the JSON document it prints."""
-        cmd = self.gpubox_command(args)
+    def _run_json(
+        self,
+        args: str,
+        doing: str,
+        timeout: float,
+        ok: tuple[int, ...] = (0,),
+        tier: str | None = None,
+        expected: str = "",
+    ) -> dict:
+        """Run ``gpubox ARGS`` on the node and return the JSON document it prints.
+
+        ``tier``: a long run, announced with ``expected`` (its duration) and then reported every
+        ``progress_every`` seconds with the last line it printed on stderr.
+        """
+        cmd = self.gpubox_command(args, timeout)
+        progress = None
+        if tier and self.say:
+            self.say(f"{self.name}: {tier} started: {expected}; stopped after {timeout:.0f} s")
+            say = self.say
+
+            def progress(elapsed: float, line: str) -> None:
+                say(f"{self.name}: {tier}, {elapsed:.0f} s: {line.strip() or '(no output yet)'}")
+
+        started = time.monotonic()
         try:
-            result = self.host.run(cmd)
-        except Exception as exc:  # paramiko/socket errors come in many types
-            raise NodeError(f"{self.name}: cannot reach the node to {doing} ({exc})") from None
+            result = self.run(cmd, timeout, progress)
+        except NodeError as exc:
+            if self._unreachable is not None:
+                raise
+            raise NodeError(f"{exc} (while trying to {doing})") from None
+        if tier and self.say:
+            self.say(f"{self.name}: {tier} finished in {time.monotonic() - started:.0f} s")
+        if self.remote and result.rc in (124, 137):  # coreutils' timeout stopped it on the node
+            raise NodeError(
+                f"{self.name}: `{cmd}` ran past its timeout on the node and was stopped there"
+            )
         if result.rc not in ok or not result.stdout.lstrip().startswith("{"):
             hint = ""
             if result.rc == 127 or "No such file" in result.stderr:
@@ -137,12 +234,22 @@ class Node:
 
     @property
     def snapshot(self) -> dict:
-        return self._once("snapshot", lambda: self._run_json("probe --json", "probe it"))
+        return self._once(
+            "snapshot", lambda: self._run_json("probe --json", "probe it", self.timeout)
+        )
 
     # ---- the bandwidth tier: `gpubox bench run --json` ----------------------------------------
 
+    def bench_runs(self) -> int:
+        """How many tool runs the bandwidth tier makes (bandwidthTest per GPU, one
+        p2pBandwidthLatencyTest, nccl-tests per ``floors.allreduce`` entry)."""
+        return self.spec.gpu_count + 1 + len(self.spec.floors.allreduce)
+
+    def bench_timeout(self) -> float:
+        return self.bench_runs() * self.spec.bench.timeout_s + BENCH_MARGIN_S
+
     def bench_command(self) -> str:
-        return self.gpubox_command("bench run --json --quiet")
+        return self.gpubox_command("bench run --json")
 
     @property
     def bench(self) -> dict:
@@ -154,7 +261,17 @@ class Node:
 
         Exit 1 means a tool failed, and the document says which; anything else is gpubox's own.
         """
-        return self._run_json("bench run --json --quiet", "run the benchmarks", ok=(0, 1))
+        return self._run_json(
+            "bench run --json",
+            "run the benchmarks",
+            self.bench_timeout(),
+            ok=(0, 1),
+            tier="bandwidth tier",
+            expected=(
+                f"{self.bench_runs()} benchmark runs, minutes on hardware "
+                f"(each stopped after bench.timeout_s {self.spec.bench.timeout_s} s)"
+            ),
+        )
 
     @property
     def baseline(self):
@@ -177,12 +294,8 @@ class Node:
             text, where = Path(named).read_text(), named
         else:
             path = named or DEFAULT_PATH
-            try:
-                f = self.host.file(path)
-                if f.exists:
-                    text, where = f.content_string, f"{self.name}:{path}" if self.remote else path
-            except Exception as exc:  # paramiko/socket errors come in many types
-                raise NodeError(f"{self.name}: cannot read the baseline {path} ({exc})") from None
+            text = self.read_file(path)
+            where = f"{self.name}:{path}" if self.remote else path
         if text is None:
             if named:
                 raise NodeError(
@@ -208,6 +321,10 @@ class Node:
     def burn_command(self) -> str:
         return self.gpubox_command(self._burn_args())
 
+    def burn_timeout(self) -> float:
+        """The burn stops itself at ``stress.duration_s`` + 130 s (gpubox.burn); a margin on top."""
+        return self.spec.stress.duration_s + 130 + BURN_MARGIN_S
+
     @property
     def burn(self) -> dict:
         """The burn document (see gpubox.burn.run), burned on first use, then cached."""
@@ -218,93 +335,33 @@ class Node:
 
         Exit 1: the burn failed or was stopped, and the document says why; 2: it could not start.
         """
-        return self._run_json(self._burn_args(), "burn it", ok=(0, 1))
-
-
-def hostspec_from_data(name: str, data: dict) -> str:
-    """A testinfra host spec for a pyinfra host's connection data (SSH only).
-
-    pyinfra's ``ssh_strict_host_key_checking`` / ``ssh_known_hosts_file`` carry over through a
-    small ssh_config, so testinfra verifies host keys exactly as the deploy did.
-    """
-    if name.startswith("@local"):
-        return "local://"
-    address = data.get("ssh_hostname") or name
-    user = data.get("ssh_user") or "root"
-    spec = f"paramiko://{user}@{address}"
-    if data.get("ssh_port"):
-        spec += f":{data['ssh_port']}"
-    query = []
-    if data.get("ssh_key"):
-        query.append(f"ssh_identity_file={data['ssh_key']}")
-    config = _ssh_config(data)
-    if config:
-        query.append(f"ssh_config={config}")
-    return spec + ("?" + "&".join(query) if query else "")
-
-
-def _ssh_config(data: dict) -> str | None:
-    lines = []
-    if str(data.get("ssh_strict_host_key_checking", "")).lower() in ("no", "off", "false"):
-        lines.append("StrictHostKeyChecking no")
-    if data.get("ssh_known_hosts_file"):
-        lines.append(f"UserKnownHostsFile {data['ssh_known_hosts_file']}")
-    if not lines:
-        return None
-    import tempfile
-
-    text = "Host *\n" + "".join(f"  {line}\n" for line in lines)
-    fd, path = tempfile.mkstemp(prefix="gpubox-ssh-", suffix=".config")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    atexit.register(lambda: os.path.exists(path) and os.unlink(path))
-    return path
-
-
-# ---- pytest hooks -----------------------------------------------------------------------------
-
-
-def pytest_addoption(parser):
-    group = parser.getgroup("gpubox")
-    group.addoption(
-        "--inventory", help="pyinfra inventory file (default: this node's deployed spec)"
-    )
-    group.addoption("--limit", action="append", default=[], help="only this inventory host")
-    group.addoption(
-        "--results-json", default=None, help="JSON results (default results/checks.json)"
-    )
-    group.addoption("--node-spec", default=NODE_SPEC, help=f"local spec file (default {NODE_SPEC})")
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_configure(config):
-    for marker in ("quick", "bandwidth", "stress"):
-        config.addinivalue_line("markers", f"{marker}: gpubox {marker} tier")
-    if getattr(config.option, "xmlpath", None) is None and not hasattr(config, "workerinput"):
-        config.option.xmlpath = str(Path("results") / "checks-junit.xml")
-    config._gpubox_nodes = None  # loaded on first use
-    if not hasattr(config, "workerinput"):  # results are gathered on the controller only
-        config.pluginmanager.register(Results(config), "gpubox-results")
-
-
-def _nodes(config) -> list[Node]:
-    if config._gpubox_nodes is None:
-        config._gpubox_nodes = load_nodes(
-            config.getoption("--inventory"),
-            config.getoption("--limit"),
-            config.getoption("--node-spec"),
+        stress = self.spec.stress
+        gpus = ",".join(map(str, stress.gpus or range(self.spec.gpu_count)))
+        return self._run_json(
+            self._burn_args(),
+            "burn it",
+            self.burn_timeout(),
+            ok=(0, 1),
+            tier="stress tier",
+            expected=(
+                f"GPUs {gpus} at full load for {stress.duration_s} s "
+                f"(about {stress.duration_s + 20} s with start-up and stop)"
+            ),
         )
-    return config._gpubox_nodes
+
+
+# ---- nodes ------------------------------------------------------------------------------------
 
 
 def load_nodes(inventory: str | None, limit: list[str], node_spec: str = NODE_SPEC) -> list[Node]:
+    """The nodes to check: every (``limit``-ed) host of ``inventory``, or this machine with the
+    spec the deploy wrote. Raises :class:`pytest.UsageError`, ``FileNotFoundError``,
+    ``KeyError`` (:class:`gpubox.inventory.UnknownHostError`) or a ``SpecError``."""
     if inventory:
         from gpubox.inventory import load
 
         return [
-            Node(
-                h.name, h.spec, hostspec_from_data(h.name, h.data), not h.name.startswith("@local")
-            )
+            Node(h.name, h.spec, remote.connect(h.name, h.data), not h.name.startswith("@local"))
             for h in load(inventory, limit=limit or None)
         ]
     try:
@@ -316,12 +373,216 @@ def load_nodes(inventory: str | None, limit: list[str], node_spec: str = NODE_SP
             "with --inventory (e.g. --inventory inventories/home.py)"
         ) from None
     name = data.pop("host", None) or socket.gethostname()
-    return [Node(name, NodeSpec.from_data(data, host=name), None, False, node_spec)]
+    return [Node(name, NodeSpec.from_data(data, host=name), _here(), False, node_spec)]
+
+
+def _here() -> remote.Connection:
+    return remote.Connection("local", remote.local_host())
+
+
+def nodes_from_hostspecs(specs: list[str], **options) -> list[Node]:
+    """Nodes from testinfra host specs (``--hosts``), each with the spec its deploy wrote
+    (``/etc/gpubox/spec.json`` on it)."""
+    nodes = []
+    for spec in specs:
+        conn = remote.connect_hostspec(spec, **options)
+        local = conn.host.backend.get_connection_type() == "local"
+        text = read_file(conn, NODE_SPEC, COMMAND_TIMEOUT_S)
+        if text is None:
+            raise NodeError(f"--hosts {spec}: no {NODE_SPEC} there: deploy the node first")
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise NodeError(f"--hosts {spec}: {NODE_SPEC} is not JSON") from None
+        data.pop("host", None)
+        nodes.append(Node(conn.name, NodeSpec.from_data(data, host=conn.name), conn, not local))
+    return nodes
+
+
+def read_file(conn: remote.Connection, path: str, timeout: float) -> str | None:
+    """The text of ``path`` on the node, or None when it does not exist (one command)."""
+    quoted = shlex.quote(path)
+    result = conn.run(f"test -e {quoted} || exit 44; cat -- {quoted}", timeout)
+    if result.rc == 44:
+        return None
+    if result.rc != 0:
+        why = (result.stderr.strip().splitlines() or [f"exit {result.rc}"])[-1]
+        raise NodeError(f"{conn.name}: cannot read {path}: {why}")
+    return result.stdout
+
+
+# ---- pytest hooks -----------------------------------------------------------------------------
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("gpubox")
+    group.addoption(
+        "--inventory", help="pyinfra inventory file (default: this node's deployed spec)"
+    )
+    group.addoption(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="only this inventory host (repeatable, as pyinfra's)",
+    )
+    group.addoption(
+        "--results-json", default=None, help="JSON results (default results/checks.json)"
+    )
+    group.addoption("--node-spec", default=NODE_SPEC, help=f"local spec file (default {NODE_SPEC})")
+    group.addoption(
+        "--gpubox-bandwidth",
+        action="store_true",
+        help="run the bandwidth tier too (minutes; same as naming it in -m)",
+    )
+    group.addoption(
+        "--gpubox-stress",
+        action="store_true",
+        help="run the stress tier too (minutes of full load; same as naming it in -m)",
+    )
+    group.addoption(
+        "--gpubox-timeout",
+        type=float,
+        default=COMMAND_TIMEOUT_S,
+        metavar="SECONDS",
+        help="timeout of the NVML probe and of each short command on a node "
+        f"(default {COMMAND_TIMEOUT_S:g}; the long tiers' come from the spec)",
+    )
+    group.addoption(
+        "--gpubox-progress",
+        type=float,
+        default=PROGRESS_EVERY_S,
+        metavar="SECONDS",
+        help=f"seconds between progress lines of the long tiers (default {PROGRESS_EVERY_S:g})",
+    )
+
+
+def checks_folder_conftests(config) -> list:
+    """The conftest modules that make their folder a checks folder (they import
+    :func:`gpubox.node_host.host`)."""
+    from gpubox.node_host import host
+
+    return [
+        p
+        for p in config.pluginmanager.get_plugins()
+        if str(getattr(p, "__file__", "")).endswith("conftest.py") and getattr(p, "host", 0) is host
+    ]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    for marker in TIERS:
+        config.addinivalue_line("markers", f"{marker}: the gpubox {marker} tier")
+    # pytest-xdist declares it too; without xdist (plugin autoloading off) the checks still run
+    config.addinivalue_line("markers", "xdist_group(name): keep these tests on one xdist worker")
+    config._gpubox_nodes = None
+    config._gpubox_error = None
+    config._gpubox_not_asked = {}
+    worker = hasattr(config, "workerinput")
+    # A run that checks nodes: an inventory or --hosts, or a checks folder's conftest.py.
+    hosts = getattr(config.option, "hosts", None)
+    active = bool(config.getoption("--inventory") or hosts or checks_folder_conftests(config))
+    config._gpubox_active = active
+    if not active:
+        return
+    _refuse_mixed_options(config)
+    collect_only = config.option.collectonly
+    if getattr(config.option, "xmlpath", None) is None and not worker and not collect_only:
+        config.option.xmlpath = str(Path("results") / "checks-junit.xml")
+    _nodes(config, usage=True)  # once, now: a bad inventory is one line, before collection
+    if not worker:  # results are gathered on the controller only
+        config.pluginmanager.register(Results(config), "gpubox-results")
+
+
+def _refuse_mixed_options(config) -> None:
+    hosts = getattr(config.option, "hosts", None)
+    if not config.getoption("--inventory"):
+        return
+    if hosts:
+        raise pytest.UsageError(
+            "--hosts and --inventory both name the nodes: give one (--inventory checks each "
+            "host against its inventory spec, --hosts against the spec its deploy wrote)"
+        )
+    for option, key in (("ssh_config", "ssh_config_file"), ("ssh_identity_file", "ssh_key")):
+        if getattr(config.option, option, None):
+            flag = "--" + option.replace("_", "-")
+            raise pytest.UsageError(
+                f"{flag} with --inventory: the inventory's host data says how to connect, as "
+                f"for the deploy; set `{key}` there"
+            )
+
+
+def _nodes(config, usage: bool = False) -> list[Node]:
+    """The nodes, loaded once per session; a failure is kept and given again as one line."""
+    if config._gpubox_nodes is None and config._gpubox_error is None:
+        try:
+            config._gpubox_nodes = _load(config)
+        except (pytest.UsageError, remote.RemoteError, FileNotFoundError, KeyError) as exc:
+            config._gpubox_error = str(exc)
+        except ValueError as exc:  # SpecError, a bad spec.json
+            config._gpubox_error = str(exc)
+    if config._gpubox_error is not None:
+        if usage:
+            raise pytest.UsageError(config._gpubox_error)
+        raise pytest.Collector.CollectError(config._gpubox_error)
+    return config._gpubox_nodes
+
+
+def _load(config) -> list[Node]:
+    hosts = getattr(config.option, "hosts", None)
+    if hosts:
+        nodes = nodes_from_hostspecs(
+            hosts.split(","),
+            ssh_config=getattr(config.option, "ssh_config", None),
+            ssh_identity_file=getattr(config.option, "ssh_identity_file", None),
+            sudo=getattr(config.option, "sudo", None) or None,
+            sudo_user=getattr(config.option, "sudo_user", None),
+        )
+    else:
+        nodes = load_nodes(
+            config.getoption("--inventory"),
+            config.getoption("--limit"),
+            config.getoption("--node-spec"),
+        )
+    say = _terminal_line(config)
+    for node in nodes:
+        node.say, node.progress_every = say, config.getoption("--gpubox-progress")
+        node.timeout = config.getoption("--gpubox-timeout")
+    return nodes
+
+
+def _terminal_line(config) -> Callable[[str], None]:
+    """Write a line to the terminal now, through pytest (its capture suspended meanwhile)."""
+
+    def say(line: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            return
+        quiet = capture.global_and_fixture_disabled() if capture else contextlib.nullcontext()
+        with quiet:
+            reporter.ensure_newline()
+            reporter.write_line(f"gpubox: {line}")
+
+    return say
+
+
+def _checks_here(config, path) -> bool:
+    """Whether the test module at ``path`` holds gpubox checks: a run that checks nodes, or a
+    module below a checks folder's conftest.py (one collected after pytest's first conftests)."""
+    if config._gpubox_active:
+        return True
+    where = Path(str(path)).resolve()
+    return any(
+        Path(p.__file__).resolve().parent in where.parents for p in checks_folder_conftests(config)
+    )
 
 
 def pytest_generate_tests(metafunc):
-    if "node" not in metafunc.fixturenames:
-        return
+    if "node" not in metafunc.fixturenames or not _checks_here(
+        metafunc.config, metafunc.module.__file__
+    ):
+        return  # another project's `node` fixture is its own
     nodes = _nodes(metafunc.config)
     several = len(nodes) > 1
 
@@ -353,13 +614,39 @@ def _allreduce_id(spec: NodeSpec, floor) -> str:
     return f"{floor.id}@{format_size(floor.size)}" if twice else floor.id
 
 
+def asked_for(config, tier: str) -> bool:
+    """A long tier runs when ``-m`` names it or its ``--gpubox-TIER`` option is given."""
+    return tier in (config.option.markexpr or "") or bool(config.getoption(f"--gpubox-{tier}"))
+
+
+def is_check(item) -> bool:
+    """A gpubox check: a test that ``pytest_generate_tests`` gave a node (or would have: an
+    ``allreduce`` check of a spec without ``floors.allreduce`` has no parameters at all)."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and isinstance(callspec.params.get("node"), Node):
+        return True
+    return "node" in getattr(item, "fixturenames", ()) and _checks_here(item.config, item.path)
+
+
 def pytest_collection_modifyitems(config, items):
-    # Keep each host on one xdist worker (--dist loadgroup): one snapshot per host.
+    keep, dropped = [], []
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        node = callspec.params.get("node") if callspec else None
-        if node is not None:
+        if not is_check(item):
+            keep.append(item)
+            continue
+        tier = next((t for t in OPT_IN if item.get_closest_marker(t)), None)
+        if tier is not None and not asked_for(config, tier):
+            dropped.append(item)
+            config._gpubox_not_asked[tier] = config._gpubox_not_asked.get(tier, 0) + 1
+            continue
+        # Keep each host on one xdist worker (--dist loadgroup): one snapshot per host.
+        node = getattr(item, "callspec", None) and item.callspec.params.get("node")
+        if isinstance(node, Node):
             item.add_marker(pytest.mark.xdist_group(node.name))
+        keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -381,30 +668,70 @@ def pytest_runtestloop(session):
         list(pool.map(probe, nodes))
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """A node that cannot be reached from inside a check (``node.run``, ``host.run``) fails it
+    with the reason in one line, not a traceback."""
+    try:
+        return (yield)
+    except remote.RemoteError as exc:
+        raise _failure(exc) from None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    """The same for a fixture of your own that reaches the node."""
+    try:
+        return (yield)
+    except remote.RemoteError as exc:
+        raise _failure(exc) from None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """What the JSON results keep of a check (verdict, documents) travels on its report (also
+    from xdist workers), never into the JUnit XML."""
+    report = yield
+    docs = item.stash.get(_DOCS, None)
+    if docs:
+        report.gpubox = dict(docs)
+    return report
+
+
+def _failure(exc: Exception) -> BaseException:
+    """The failure a check reports for ``exc``: its one line, no traceback and, raised ``from
+    None``, not the exception it was raised while handling (pytest would print that too)."""
+    return pytest.fail.Exception(str(exc), pytrace=False)
+
+
+def _keep(request, key: str, value) -> None:
+    request.node.stash.setdefault(_DOCS, {})[key] = value
+
+
 @pytest.fixture
 def snapshot(node, request):
-    """The node's snapshot; attached to the first report per host so the JSON file has it."""
+    """The node's snapshot; kept with the first check per host so the JSON file has it."""
     try:
         snap = node.snapshot
     except NodeError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        raise _failure(exc) from None
     if not getattr(node, "_reported", False):
         node._reported = True
-        request.node.user_properties.append((_SNAPSHOT_KEY, {node.name: snap}))
+        _keep(request, "snapshot", {node.name: snap})
     return snap
 
 
 @pytest.fixture
 def bench(node, request):
     """The node's bench document (``gpubox bench run --json``, run once per host and session);
-    attached to the first report per host so the JSON file has it."""
+    kept with the first check per host so the JSON file has it."""
     try:
         doc = node.bench
     except NodeError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        raise _failure(exc) from None
     if not getattr(node, "_bench_reported", False):
         node._bench_reported = True
-        request.node.user_properties.append((_BENCH_KEY, {node.name: doc}))
+        _keep(request, "bench", {node.name: doc})
     return doc
 
 
@@ -414,7 +741,7 @@ def baseline(node):
     try:
         return node.baseline
     except NodeError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        raise _failure(exc) from None
 
 
 class GpuboxWarning(UserWarning):
@@ -423,22 +750,32 @@ class GpuboxWarning(UserWarning):
 
 @pytest.fixture
 def burn(node, request):
-    """The node's burn document (one burn per host and session); attached to the first report
-    per host, so the JSON results file has it under ``hosts[name]["burn"]``."""
+    """The node's burn document (one burn per host and session); kept with the first check per
+    host, so the JSON results file has it under ``hosts[name]["burn"]``."""
     try:
         doc = node.burn
     except NodeError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        raise _failure(exc) from None
     if not getattr(node, "_burn_reported", False):
         node._burn_reported = True
-        request.node.user_properties.append((_BURN_KEY, {node.name: doc}))
+        _keep(request, "burn", {node.name: doc})
     return doc
+
+
+def _figure(value) -> str:
+    """A property value for JUnit: the figure itself, or compact JSON, cut to 500 characters."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+    return text if len(text) <= 500 else text[:497] + "..."
 
 
 def check(request, verdict: judge.Verdict):
     """Record ``verdict`` on the test, then pass, skip or fail with its message (a ``warn``
-    passes with a warning)."""
-    request.node.user_properties.append((_VERDICT_KEY, verdict.as_dict()))
+    passes with a warning). JUnit gets its level, expected and found; the JSON results all."""
+    _keep(request, "verdict", verdict.as_dict())
+    request.node.user_properties.append(("level", verdict.level))
+    for name in ("expected", "found"):
+        if getattr(verdict, name) is not None:
+            request.node.user_properties.append((name, _figure(getattr(verdict, name))))
     if verdict.level == judge.SKIP:
         pytest.skip(verdict.message)
     if verdict.level == judge.FAIL:
@@ -456,23 +793,19 @@ class Results:
         self.hosts: dict[str, dict] = {}
         self.checks: list[dict] = []
         self.path: Path | None = None
+        self.collected = 0
+
+    def pytest_collection_modifyitems(self, items):
+        self.collected = sum(is_check(i) for i in items)
 
     def pytest_runtest_logreport(self, report):
         if report.when != "call" and not (report.when == "setup" and report.outcome != "passed"):
             return
-        verdict = None
-        for key, value in report.user_properties:
-            if key == _SNAPSHOT_KEY:
-                for host, snap in value.items():
-                    self.hosts.setdefault(host, {})["snapshot"] = snap
-            elif key == _BENCH_KEY:
-                for host, doc in value.items():
-                    self.hosts.setdefault(host, {})["bench"] = doc
-            elif key == _BURN_KEY:
-                for host, doc in value.items():
-                    self.hosts.setdefault(host, {})["burn"] = doc
-            elif key == _VERDICT_KEY:
-                verdict = value
+        docs = getattr(report, "gpubox", None) or {}
+        for what in ("snapshot", "bench", "burn"):
+            for host, doc in (docs.get(what) or {}).items():
+                self.hosts.setdefault(host, {})[what] = doc
+        verdict = docs.get("verdict")
         self.checks.append(
             {
                 "id": report.nodeid,
@@ -484,8 +817,10 @@ class Results:
         )
 
     def pytest_sessionfinish(self, session, exitstatus):
-        nodes = self.config._gpubox_nodes or []
-        for node in nodes:
+        explicit = self.config.getoption("--results-json")
+        if self.config.option.collectonly or not (explicit or self.collected or self.checks):
+            return
+        for node in self.config._gpubox_nodes or []:
             entry = self.hosts.setdefault(node.name, {})
             entry["spec"] = node.spec.to_data()
             for what in ("snapshot", "burn", "bench"):
@@ -503,23 +838,35 @@ class Results:
             "hosts": self.hosts,
             "checks": self.checks,
         }
-        path = Path(self.config.getoption("--results-json") or Path("results") / "checks.json")
+        path = Path(explicit or Path("results") / "checks.json")
         write_atomic(path, json.dumps(document, indent=2, default=str))
         self.path = path
 
     def pytest_terminal_summary(self, terminalreporter):
-        if self.path is None:
+        not_asked = self.config._gpubox_not_asked
+        if self.path is None and not not_asked:
             return
         terminalreporter.section("gpubox")
+        for tier, count in not_asked.items():
+            terminalreporter.write_line(
+                f"not run: the {tier} tier ({count} checks, {OPT_IN[tier]}); ask with "
+                f"-m {tier} or --gpubox-{tier}"
+            )
+        # A reason shared by many checks (a node that cannot be reached) is shown once.
+        failed: dict[str, list[str]] = {}
         for c in self.checks:
             if c["outcome"] == "failed":
-                terminalreporter.write_line(f"FAIL {c['id'].split('::')[-1]}: {c['message']}")
+                failed.setdefault(c["message"] or "", []).append(c["id"].split("::")[-1])
             elif (c["verdict"] or {}).get("level") == judge.WARN:
                 terminalreporter.write_line(f"WARN {c['id'].split('::')[-1]}: {c['message']}")
-        junit = self.config.option.xmlpath
-        terminalreporter.write_line(
-            f"results: {self.path}" + (f", junit: {junit}" if junit else "")
-        )
+        for message, ids in failed.items():
+            who = ids[0] if len(ids) == 1 else f"{len(ids)} checks ({ids[0]}, ...)"
+            terminalreporter.write_line(f"FAIL {who}: {message}")
+        if self.path is not None:
+            junit = self.config.option.xmlpath
+            terminalreporter.write_line(
+                f"results: {self.path}" + (f", junit: {junit}" if junit else "")
+            )
 
 
 def _longrepr(report) -> str | None:

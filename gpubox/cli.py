@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = argparse.ArgumentParser(prog=f"gpubox {name}", description=help_text)
     module.configure(sub)
     args = sub.parse_args(rest)
+    from gpubox import log
+
+    log.setup(f"gpubox {name}")
     try:
         return int(module.run(args) or 0)
     except CliError as exc:

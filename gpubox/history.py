@@ -39,6 +39,7 @@ TEMP_STEP_C = 10
 BANDWIDTH_STEP = 0.10
 CLOCK_CHECKS = ("test_clock_unit", "test_clock_locked")
 LOCAL_SPEC = "/etc/gpubox/spec.json"
+HISTORY_TIMEOUT_S = 120.0  # `gpubox history --json --full` over SSH
 
 
 class HistoryError(RuntimeError):
@@ -500,25 +501,25 @@ def collect(
         return [doc]
     import shlex
 
-    import testinfra
-
-    from gpubox.checks import REMOTE_GPUBOX, hostspec_from_data
+    from gpubox import remote
     from gpubox.inventory import load
+    from gpubox.layout import venv_gpubox
 
     try:
         found = load(inventory, limit=hosts or None)
     except (FileNotFoundError, KeyError) as exc:
-        raise HistoryError(str(exc).strip("\"'")) from None
+        raise HistoryError(str(exc)) from None
     docs = []
     for h in found:
-        gpubox = REMOTE_GPUBOX.format(install_dir=h.spec.software.install_dir)
-        cmd = f"{gpubox} history --json" + (" --full" if full else "")
+        cmd = f"{venv_gpubox(h.spec.software.install_dir)} history --json" + (
+            " --full" if full else ""
+        )
         if runs_dir:
             cmd += f" --runs-dir {shlex.quote(runs_dir)}"
-        try:
-            result = testinfra.get_host(hostspec_from_data(h.name, h.data)).run(cmd)
-        except Exception as exc:  # paramiko/socket errors come in many types
-            raise HistoryError(f"{h.name}: cannot reach the node ({exc})") from None
+        try:  # OpenSSH, host keys verified as the deploy does (gpubox.remote)
+            result = remote.connect(h.name, h.data).run(cmd, timeout=HISTORY_TIMEOUT_S)
+        except remote.RemoteError as exc:
+            raise HistoryError(str(exc)) from None
         if result.rc != 0:
             raise HistoryError(
                 f"{h.name}: `{cmd}` exited {result.rc}: {result.stderr.strip()[-500:]}"

@@ -24,6 +24,14 @@ from typing import Any
 from gpubox.spec import NodeSpec, SpecError
 
 
+class UnknownHostError(KeyError):
+    """``--limit`` named a host the inventory does not have (its text is the plain message:
+    a KeyError's own ``str()`` would quote it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 @dataclass(frozen=True)
 class InventoryHost:
     name: str
@@ -117,7 +125,7 @@ def load(path: str | os.PathLike, limit: Iterable[str] | None = None) -> list[In
         found.append(InventoryHost(name, data, NodeSpec.from_data(data, host=name)))
     if wanted - {h.name for h in found}:
         missing = ", ".join(sorted(wanted - {h.name for h in found}))
-        raise KeyError(f"host(s) {missing} not in inventory {str(path)!r}")
+        raise UnknownHostError(f"host(s) {missing} not in inventory {str(path)!r}")
     return found
 
 

@@ -100,7 +100,7 @@ def write(
     out = Path(out_path)
     if out.is_file() and out.read_text() == text:
         return False
-    from gpubox.checks import write_atomic
+    from gpubox.records import write_file_atomic as write_atomic
 
     write_atomic(out, text)
     return True

@@ -6,7 +6,7 @@ rewrites ``gpubox.prom`` there atomically (a temp file renamed over it; node_exp
 ``*.prom`` files, so it never sees a partial one). The metrics::
 
     gpubox_acceptance_success 1                           1 when every check passed
-    gpubox_acceptance_last_run_timestamp_seconds 1.76e9   when the run finished
+    gpubox_acceptance_last_run_timestamp_seconds 1795679071   when the run finished
     gpubox_acceptance_checks{outcome="passed"} 42         checks by outcome
     gpubox_check_passed{check="test_pcie[gpu0]"} 1        one per check (0: failed)
     gpubox_gpu_present{gpu="gpu0",bus_id="0000:04:00.0"} 1
@@ -18,6 +18,7 @@ rewrites ``gpubox.prom`` there atomically (a temp file renamed over it; node_exp
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from pathlib import Path
 
@@ -35,6 +36,22 @@ def _labels(**labels) -> str:
     return "{" + ",".join(f'{k}="{_label(v)}"' for k, v in labels.items()) + "}"
 
 
+def _number(value) -> str:
+    """A sample value at full precision: an integral value as an integer (a Unix timestamp keeps
+    every digit), any other float as ``repr`` (the shortest text that reads back as the same
+    float); NaN and the infinities as the text format spells them."""
+    if isinstance(value, bool | int):
+        return str(int(value))
+    value = float(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(value)
+
+
 def render(record: Record) -> str:
     """The text exposition of one record."""
     meta, results = record.meta, record.results
@@ -45,7 +62,7 @@ def render(record: Record) -> str:
         lines.append(f"# HELP {name} {help_text}")
         lines.append(f"# TYPE {name} {kind}")
         for labels, value in samples:
-            lines.append(f"{name}{labels} {value:g}" if labels else f"{name} {value:g}")
+            lines.append(f"{name}{labels} {_number(value)}")
 
     finished = meta.get("finished")
     stamp = datetime.fromisoformat(finished).timestamp() if finished else 0

@@ -6,9 +6,19 @@ your secrets tool. A file readable or writable by group or others is refused (an
 Nothing is sent when the file does not exist.
 
 A message is a POST of ``{"content": "..."}`` (Discord; Slack-style tools that accept the same
-JSON work too), with a short timeout. A delivery that fails is logged and queued as a file under
-the outbox (``/var/lib/gpubox/outbox``); every acceptance run first retries what is queued,
-oldest first. :func:`deliver` never raises: a boot must never wait on the network.
+JSON work too), with a short timeout. What happens when it is not accepted:
+
+* the service refuses it for good (HTTP 4xx other than 408 and 429: a deleted webhook, a bad
+  body): it is dropped, with a warning in the log, and never blocks the messages after it;
+* it may take it later (no answer, 408, 429, 5xx): it is queued as a file under the outbox
+  (``/var/lib/gpubox/outbox``) and every acceptance run first retries what is queued, oldest
+  first;
+* the answer carries ``Retry-After`` (seconds or an HTTP date): up to :data:`MAX_WAIT_S` is
+  waited for once; a longer wait is written to the outbox (``retry-after``), and no run posts
+  before that time.
+
+:func:`deliver` never raises: a boot must never wait on the network. Problems go to the
+``gpubox.notify`` logger (warnings for anything not delivered).
 
 >>> deliver("node0: boot 5c1f0a2e failed 5 checks", "/etc/gpubox/webhook-url",
 ...         "/var/lib/gpubox/outbox")                                   # doctest: +SKIP
@@ -18,12 +28,14 @@ oldest first. :func:`deliver` never raises: a boot must never wait on the networ
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from gpubox.records import write_file_atomic
@@ -33,12 +45,43 @@ DEFAULT_OUTBOX = "/var/lib/gpubox/outbox"
 TIMEOUT_S = 5.0
 MAX_CONTENT = 1900  # Discord refuses content over 2000 characters
 MAX_QUEUED = 100
+MAX_WAIT_S = 10.0  # a longer Retry-After is kept for a later run, not waited for
+RETRY_AFTER_FILE = "retry-after"  # in the outbox: the Unix time before which nothing is posted
+RETRYABLE = (408, 429)  # the 4xx answers that mean "later", not "never"
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 class NotifyError(RuntimeError):
-    """The webhook cannot be used or reached; the message says which and why."""
+    """The webhook cannot be used or reached; the message says which and why.
+
+    ``status`` is the HTTP status (None: no answer), ``retry_after`` the seconds the service
+    asked to wait (None: it did not say).
+    """
+
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.status, self.retry_after = status, retry_after
+
+    @property
+    def permanent(self) -> bool:
+        """The service refused this message for good: sending it again cannot help."""
+        return self.status is not None and 400 <= self.status < 500 and self.status not in RETRYABLE
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    now = time.time() if now is None else now
+    return max(0.0, when.timestamp() - now)
 
 
 def read_url(path: str) -> str | None:
@@ -77,14 +120,50 @@ def post(url: str, content: str, timeout: float = TIMEOUT_S) -> None:
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
-            status = answer.status
+            status, headers = answer.status, answer.headers
     except urllib.error.HTTPError as exc:
-        raise NotifyError(f"the webhook answered HTTP {exc.code}") from None
+        status, headers = exc.code, exc.headers
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise NotifyError(f"the webhook could not be reached ({reason})") from None
     if not 200 <= status < 300:
-        raise NotifyError(f"the webhook answered HTTP {status}")
+        wait = retry_after_seconds(headers.get("Retry-After") if headers else None)
+        asked = f", asking to wait {wait:.0f} s" if wait is not None else ""
+        raise NotifyError(f"the webhook answered HTTP {status}{asked}", status, wait)
+
+
+def _post_patiently(url: str, content: str, outbox: str) -> None:
+    """:func:`post`, waiting once for a short ``Retry-After``; a long one is written down."""
+    try:
+        post(url, content)
+    except NotifyError as exc:
+        if exc.retry_after is None or exc.permanent:
+            raise
+        if exc.retry_after > MAX_WAIT_S:
+            _hold_until(outbox, time.time() + exc.retry_after)
+            raise
+        time.sleep(exc.retry_after)
+        post(url, content)
+
+
+def _hold_until(outbox: str, when: float) -> None:
+    folder = Path(outbox)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    write_file_atomic(folder / RETRY_AFTER_FILE, f"{when:.0f}\n", mode=0o600)
+
+
+def held_until(outbox: str) -> float | None:
+    """The Unix time the service asked us to wait for, while it is still ahead; else None."""
+    try:
+        when = float((Path(outbox) / RETRY_AFTER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return when if when > time.time() else None
+
+
+def _when(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp).astimezone().isoformat(timespec="seconds")
 
 
 def queued(outbox: str) -> list[Path]:
@@ -94,7 +173,7 @@ def queued(outbox: str) -> list[Path]:
         return []
 
 
-def enqueue(outbox: str, content: str, log: Log = print) -> Path:
+def enqueue(outbox: str, content: str) -> Path:
     folder = Path(outbox)
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
@@ -102,44 +181,69 @@ def enqueue(outbox: str, content: str, log: Log = print) -> Path:
     write_file_atomic(path, json.dumps({"content": content}) + "\n", mode=0o600)
     waiting = queued(outbox)
     for old in waiting[: max(0, len(waiting) - MAX_QUEUED)]:
-        log(f"outbox full: dropping the oldest queued message {old.name}")
+        log.warning("outbox full: dropping the oldest queued message %s", old.name)
         old.unlink(missing_ok=True)
     return path
 
 
-def flush(webhook_file: str, outbox: str, log: Log = print) -> tuple[int, int]:
-    """Retry queued messages, oldest first, until one fails; ``(sent, still queued)``."""
+def flush(webhook_file: str, outbox: str) -> tuple[int, int]:
+    """Retry queued messages, oldest first; ``(sent, still queued)``.
+
+    A message the service refuses for good is dropped and the next one tried; any other failure
+    stops here (the service is down or busy: the rest waits for the next run).
+    """
     waiting = queued(outbox)
     if not waiting:
         return 0, 0
     try:
         url = read_url(webhook_file)
     except NotifyError as exc:
-        log(f"notification: {exc}; {len(waiting)} message(s) stay queued")
+        log.warning("notification: %s; %d message(s) stay queued", exc, len(waiting))
         return 0, len(waiting)
     if url is None:
+        return 0, len(waiting)
+    hold = held_until(outbox)
+    if hold is not None:
+        log.warning(
+            "notification: the webhook asked to wait until %s; %d queued message(s) wait too",
+            _when(hold),
+            len(waiting),
+        )
         return 0, len(waiting)
     sent = 0
     for path in waiting:
         try:
             content = json.loads(path.read_text())["content"]
         except (OSError, ValueError, KeyError, TypeError):
-            log(f"notification: dropping unreadable queued message {path}")
+            log.warning("notification: dropping unreadable queued message %s", path)
             path.unlink(missing_ok=True)
             continue
         try:
-            post(url, content)
+            _post_patiently(url, content, outbox)
         except NotifyError as exc:
-            log(f"notification: queued message {path.name} not delivered: {exc}; retried next boot")
+            if exc.permanent:
+                log.warning(
+                    "notification: queued message %s dropped: %s (refused for good)",
+                    path.name,
+                    exc,
+                )
+                path.unlink(missing_ok=True)
+                continue
+            log.warning(
+                "notification: queued message %s not delivered: %s; retried at the next boot",
+                path.name,
+                exc,
+            )
             break
         path.unlink(missing_ok=True)
         sent += 1
-        log(f"notification: delivered queued message {path.name}")
+        log.info("notification: delivered queued message %s", path.name)
     return sent, len(queued(outbox))
 
 
-def deliver(content: str, webhook_file: str, outbox: str, log: Log = print) -> str:
-    """Send ``content`` now, or queue it; ``sent``, ``queued``, ``off`` or ``refused``.
+def deliver(content: str, webhook_file: str, outbox: str) -> str:
+    """Send ``content`` now, or queue it; ``sent``, ``queued``, ``dropped``, ``off``, ``refused``
+    (the URL file is unusable) or ``error``.
 
     Never raises: every problem is logged.
     """
@@ -147,18 +251,26 @@ def deliver(content: str, webhook_file: str, outbox: str, log: Log = print) -> s
         try:
             url = read_url(webhook_file)
         except NotifyError as exc:
-            log(f"notification: {exc}")
+            log.error("notification: %s", exc)
             return "refused"
         if url is None:
             return "off"
+        hold = held_until(outbox)
         try:
-            post(url, content)
+            if hold is not None:
+                raise NotifyError(f"the webhook asked to wait until {_when(hold)}")
+            _post_patiently(url, content, outbox)
         except NotifyError as exc:
-            path = enqueue(outbox, content, log)
-            log(f"notification: not delivered: {exc}; queued as {path}, retried at the next boot")
+            if exc.permanent:
+                log.warning("notification: the message was dropped: %s (refused for good)", exc)
+                return "dropped"
+            path = enqueue(outbox, content)
+            log.warning(
+                "notification: not delivered: %s; queued as %s, retried at the next boot", exc, path
+            )
             return "queued"
-        log("notification: sent")
+        log.info("notification: sent")
         return "sent"
     except Exception as exc:  # the boot must go on whatever happens here
-        log(f"notification: failed unexpectedly: {exc!r}")
+        log.error("notification: failed unexpectedly: %r", exc)
         return "error"

@@ -83,8 +83,14 @@ class _Unknown(SpecError):
 
 
 def _show(value: Any) -> str:
+    """``value`` as the user wrote it (``repr``), cut to 80 characters; a cut string keeps its
+    closing quote, so the message shows where the value ends."""
     text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    if len(text) <= 80:
+        return text
+    if isinstance(value, str):
+        return text[:76] + "..." + text[-1]
+    return text[:77] + "..."
 
 
 def _doc(text: str, check: Any = None, convert: Any = None) -> dict:

@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 
-from gpubox.checks import NODE_SPEC
 from gpubox.commands.accept_cmd import BANDWIDTH_TIMEOUT_S, QUICK_TIMEOUT_S
+from gpubox.layout import ACCEPTANCE_UNIT, NODE_SPEC
 from gpubox.spec import NodeSpec
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-UNIT = "gpubox-acceptance.service"
+UNIT = ACCEPTANCE_UNIT
+
+
+def writable_paths(spec: NodeSpec) -> list[str]:
+    """What the acceptance run writes (``ReadWritePaths=``; all else is read-only to it): the
+    records' parent (the records and the outbox beside them), the bench logs when the bandwidth
+    tier runs at boot, the metrics folder when it is on."""
+    acc = spec.acceptance
+    paths = [str(PurePosixPath(acc.runs_dir).parent)]
+    if acc.bandwidth:
+        paths.append(spec.bench.log_dir)
+    if acc.metrics_dir:
+        paths.append(acc.metrics_dir)
+    return paths
 
 
 @deploy("boot-time acceptance")
@@ -51,6 +64,7 @@ def acceptance(spec: NodeSpec):
         runs_dir=acc.runs_dir,
         tiers="quick + bandwidth" if acc.bandwidth else "quick",
         timeout_s=timeout,
+        read_write=writable_paths(spec),
     )
     systemd.daemon_reload(name="systemd daemon-reload", _if=unit.did_change)
     systemd.service(

@@ -7,7 +7,7 @@ from pathlib import Path
 from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 
-from gpubox.checks import CLOCK_UNIT, NODE_SPEC
+from gpubox.layout import CLOCK_UNIT, NODE_SPEC
 from gpubox.spec import NodeSpec
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"

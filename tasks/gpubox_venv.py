@@ -2,7 +2,10 @@
 
 The controller builds gpubox's wheel (reproducible: same source, same bytes) and exports the
 locked dependencies with their sha256s from ``uv.lock``; the node installs them with
-``pip --require-hashes`` into ``{install_dir}/venv``. The checks folder is copied beside it, so
+``pip --require-hashes`` into ``{install_dir}/venv``: only what runs on the node (NVML bindings,
+pytest, testinfra: gpubox's own dependencies), not the ``controller`` extra (pyinfra, xdist and
+what they pull). Both need ``uv`` on the controller, a ``--dry`` plan too (it says so in one
+line where ``uv`` is missing). The checks folder is copied beside it, so
 ``pytest checks/`` runs on the node too.
 """
 
@@ -33,7 +36,11 @@ def artifacts() -> tuple[Path, str]:
     """Build the wheel and the hashed requirements once per deploy run (controller side)."""
     uv = shutil.which("uv")
     if uv is None:
-        raise PyinfraError("the deploy needs `uv` on the controller to build gpubox for the node")
+        # Planning too (--dry): the plan compares the wheel's checksum with the node's copy.
+        raise PyinfraError(
+            "the deploy (--dry too) builds gpubox's wheel for the node with `uv`, which is not "
+            "on PATH here: install it (https://docs.astral.sh/uv/) or run `uv run pyinfra ...`"
+        )
     out = Path(tempfile.mkdtemp(prefix="gpubox-wheel-"))
     atexit.register(shutil.rmtree, out, True)  # the wheel is uploaded by then
     build = subprocess.run(
@@ -85,8 +92,12 @@ def gpubox_venv(spec: NodeSpec):
     )
     make_venv = server.shell(
         name=f"create {venv}",
-        commands=[f"{plat.python} -m venv {venv}"],
-        _if=lambda: not host.get_fact(File, path=f"{venv}/pyvenv.cfg"),  # bin/python is a link
+        # --clear: new locked requirements get a fresh venv, so nothing they no longer list
+        # (pyinfra and the rest of an older gpubox's dependencies) stays installed on the node.
+        commands=[f"{plat.python} -m venv --clear {venv}"],
+        _if=lambda: (
+            not host.get_fact(File, path=f"{venv}/pyvenv.cfg") or put_req.did_change()
+        ),  # bin/python is a link: pyvenv.cfg says a venv is there
     )
     server.shell(
         name="install gpubox and its locked dependencies (--require-hashes)",

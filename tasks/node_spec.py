@@ -6,7 +6,7 @@ from io import StringIO
 from pyinfra.api import deploy
 from pyinfra.operations import files
 
-from gpubox.checks import NODE_SPEC
+from gpubox.layout import NODE_SPEC
 from gpubox.spec import NodeSpec
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -60,8 +61,7 @@ def configure(parser):
     )
 
 
-def _log(message: str) -> None:
-    print(f"gpubox accept: {message}", file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)  # `journalctl -p warning -u gpubox-acceptance`: see gpubox.log
 
 
 def _load_spec(path: str):
@@ -153,7 +153,7 @@ def run(args) -> int:
     timeout = args.timeout or (BANDWIDTH_TIMEOUT_S if bandwidth else QUICK_TIMEOUT_S)
     with records.locked(runs_dir):
         for name in records.clean(runs_dir):
-            _log(f"removed {name} (left by an interrupted run)")
+            log.warning("removed %s (left by an interrupted run)", name)
         earlier = [r for r in records.list_records(runs_dir) if r.boot_id != boot]
         same = [r for r in records.list_records(runs_dir) if r.boot_id == boot]
         seq = (
@@ -169,14 +169,17 @@ def run(args) -> int:
         _collect_bench_logs(draft)
         record = draft.commit(meta)
         counts = meta["counts"]
-        _log(
-            f"boot {boot}: {'PASS' if meta['ok'] else 'FAIL'} "
-            f"({', '.join(f'{v} {k}' for k, v in counts.items()) or 'no checks ran'}); "
-            f"record {record.path}"
+        log.log(
+            logging.INFO if meta["ok"] else logging.WARNING,
+            "boot %s: %s (%s); record %s",
+            boot,
+            "PASS" if meta["ok"] else "FAIL",
+            ", ".join(f"{v} {k}" for k, v in counts.items()) or "no checks ran",
+            record.path,
         )
         previous = earlier[-1] if earlier else None
         for name in records.prune(runs_dir, keep):
-            _log(f"pruned the record of boot {name} (keeping {keep})")
+            log.info("pruned the record of boot %s (keeping %d)", name, keep)
     _after(args, spec, record, previous, runs_dir)
     return rc if rc in (0, 1) else (1 if not meta["ok"] else rc)
 
@@ -344,19 +347,18 @@ def _after(args, spec, record, previous, runs_dir) -> None:
         webhook = args.webhook_file or acc.webhook_file
         outbox = args.outbox or str(Path(runs_dir).parent / "outbox")
         try:
-            log = _log
-            notify.flush(webhook, outbox, log)
+            notify.flush(webhook, outbox)
             if not record.meta.get("ok"):
-                notify.deliver(_message(record, previous, history), webhook, outbox, log)
+                notify.deliver(_message(record, previous, history), webhook, outbox)
         except Exception as exc:  # never let a notification problem fail the boot's record
-            _log(f"notification failed unexpectedly: {exc!r}")
+            log.error("notification failed unexpectedly: %r", exc)
     metrics_dir = args.metrics_dir or acc.metrics_dir
     if metrics_dir:
         try:
             path = metrics.write(metrics_dir, record)
-            _log(f"metrics: {path}")
+            log.info("metrics: %s", path)
         except Exception as exc:
-            _log(f"metrics: cannot write to {metrics_dir}: {exc}")
+            log.error("metrics: cannot write to %s: %s", metrics_dir, exc)
 
 
 def _message(record, previous, history) -> str:

@@ -27,7 +27,9 @@ def configure(parser):
     parser.add_argument(
         "--inventory", help="pyinfra inventory (default: this node, its deployed spec)"
     )
-    parser.add_argument("--limit", action="append", default=[], help="only this inventory host")
+    parser.add_argument(
+        "--limit", action="append", default=[], metavar="HOST", help="only this inventory host"
+    )
     parser.add_argument(
         "--spec", default="/etc/gpubox/spec.json", help="local node spec (without --inventory)"
     )
@@ -93,8 +95,10 @@ def run(args) -> int:
     try:
         nodes = load_nodes(args.inventory, args.limit, args.spec)
     except (pytest.UsageError, FileNotFoundError, KeyError, ValueError) as exc:
-        raise CliError(str(exc).strip("\"'")) from None
+        raise CliError(str(exc)) from None
 
+    for node in nodes:  # the tier's start line and its progress every 30 s
+        node.say = _say
     samples: dict[str, dict[str, list[float]]] = {n.name: {} for n in nodes}
     failures: dict[str, list[str]] = {n.name: [] for n in nodes}
     for i in range(1, args.runs + 1):

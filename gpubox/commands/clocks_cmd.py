@@ -8,12 +8,14 @@ naming the GPU, when a lock did not take. ``reset`` is ``nvidia-smi -rgc`` (and 
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 import time
 
 from gpubox.cli import CliError
 from gpubox.commands.probe_cmd import NODE_SPEC, node_library
+
+log = logging.getLogger(__name__)  # the clock unit's failures: `journalctl -p err -u gpubox-clocks`
 
 
 def configure(parser):
@@ -63,7 +65,7 @@ def run(args) -> int:
         if args.action == "reset":
             for i, h in enumerate(handles):
                 if isinstance(h, Exception):
-                    print(f"gpu{i}: cannot reset: {h}", file=sys.stderr)
+                    log.error("gpu%d: cannot reset: %s", i, h)
                     continue
                 _call(
                     f"gpu{i}: reset graphics clock lock", pynvml.nvmlDeviceResetGpuLockedClocks, h
@@ -158,10 +160,12 @@ def _lock(handles, mhz, memory_mhz, tolerance, settle) -> int:
             if i in refused
             else (f"SM {sm} MHz, event reasons [{', '.join(reasons)}]")
         )
-        print(
-            f"gpu{i}: clock lock did not take: {why}; expected {mhz} MHz (+/-{tolerance}) "
-            "and no GpuIdle",
-            file=sys.stderr,
+        log.error(
+            "gpu%d: clock lock did not take: %s; expected %d MHz (+/-%d) and no GpuIdle",
+            i,
+            why,
+            mhz,
+            tolerance,
         )
     if bad:
         return 1

@@ -87,7 +87,7 @@ def run(args) -> int:
     report_path = _report(node.name, results)
     _step(f"done in {time.monotonic() - started:.0f} s")
     print(f"    results: {results / 'checks.json'} and {results / 'checks-junit.xml'}")
-    print(f"    history: gpubox history --inventory inventories/sim.py {node.name}")
+    print(f"    history: gpubox history --inventory inventories/sim.py --limit {node.name}")
     print(f"    log in:  ssh -F {node.ssh_config} {node.name}")
     print(f"    faults:  gpubox sim scenario {node.name} fault-gpu0-x4   (then re-run the checks)")
     print(f"    stop:    gpubox sim down {node.name} --purge")

@@ -1,4 +1,5 @@
-"""``gpubox history [HOST]``: every boot's acceptance record, and what changed at each boot.
+"""``gpubox history [--inventory FILE [--limit HOST]]``: every boot's acceptance record, and
+what changed at each boot.
 
 On the node it reads ``acceptance.runs_dir`` (``/var/lib/gpubox/runs``); with ``--inventory``
 it runs ``gpubox history --json`` on each inventory host over SSH and prints here.
@@ -12,7 +13,12 @@ from gpubox.cli import CliError
 
 
 def configure(parser):
-    parser.add_argument("host", nargs="*", help="inventory host(s) (default: all, or this node)")
+    parser.add_argument(
+        "--limit",
+        action="append",
+        metavar="HOST",
+        help="only this inventory host (repeatable, as pyinfra's; default: all, or this node)",
+    )
     parser.add_argument("--inventory", help="pyinfra inventory: read the hosts over SSH")
     parser.add_argument("--runs-dir", help="records folder (default: the node spec's runs_dir)")
     parser.add_argument("--json", action="store_true", help="print the history as JSON")
@@ -26,7 +32,7 @@ def run(args) -> int:
     from gpubox import history
 
     try:
-        docs = history.collect(args.inventory, args.host or None, args.full, args.runs_dir)
+        docs = history.collect(args.inventory, args.limit or None, args.full, args.runs_dir)
     except history.HistoryError as exc:
         raise CliError(str(exc)) from None
     if args.last:

@@ -1,5 +1,5 @@
-"""``gpubox report [HOST]``: the node's boot records as one self-contained HTML page (or, with
-``--terminal``, one screen of text).
+"""``gpubox report [--inventory FILE [--limit HOST]]``: the node's boot records as one
+self-contained HTML page (or, with ``--terminal``, one screen of text).
 
 On the node it reads the local records; with ``--inventory`` it fetches each host's records over
 SSH (``gpubox history --json --full`` on the node). Prints the path of every page written.
@@ -16,7 +16,12 @@ DEFAULT_OUT = "results/report.html"
 
 
 def configure(parser):
-    parser.add_argument("host", nargs="*", help="inventory host(s) (default: all, or this node)")
+    parser.add_argument(
+        "--limit",
+        action="append",
+        metavar="HOST",
+        help="only this inventory host (repeatable, as pyinfra's; default: all, or this node)",
+    )
     parser.add_argument("--inventory", help="pyinfra inventory: fetch the hosts' records over SSH")
     parser.add_argument("--runs-dir", help="records folder (default: the node spec's runs_dir)")
     parser.add_argument(
@@ -52,7 +57,7 @@ def run(args) -> int:
             raise CliError(f"cannot read the burn document {args.burn}: {exc}") from None
 
     try:
-        docs = history.collect(args.inventory, args.host or None, True, args.runs_dir)
+        docs = history.collect(args.inventory, args.limit or None, True, args.runs_dir)
     except history.HistoryError as exc:
         raise CliError(str(exc)) from None
     if args.terminal:

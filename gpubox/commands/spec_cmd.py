@@ -11,7 +11,9 @@ def configure(parser):
     parser.add_argument(
         "inventory", nargs="?", help="pyinfra inventory file, e.g. inventories/home.py"
     )
-    parser.add_argument("--host", action="append", help="only this host (repeatable)")
+    parser.add_argument(
+        "--limit", action="append", metavar="HOST", help="only this host (repeatable, as pyinfra's)"
+    )
     parser.add_argument("--json", action="store_true", help="print the validated specs as JSON")
     parser.add_argument(
         "--reference", action="store_true", help="print every spec field, its default and meaning"
@@ -37,9 +39,9 @@ def run(args) -> int:
     if not args.inventory:
         raise CliError("give an inventory file (e.g. inventories/home.py) or --reference")
     try:
-        found = inventory.load(args.inventory, limit=args.host)
+        found = inventory.load(args.inventory, limit=args.limit)
     except (spec.SpecError, FileNotFoundError, KeyError) as exc:
-        raise CliError(str(exc).strip("\"'")) from None
+        raise CliError(str(exc)) from None
     if args.json:
         print(json.dumps({h.name: h.spec.to_data() for h in found}, indent=2))
     else:

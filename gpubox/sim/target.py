@@ -14,6 +14,7 @@ Layout outside the target::
     $GPUBOX_SIM_HOME (default /var/lib/gpubox/sim)/<name>/
         rootfs/                      the target's root file system
         id_ed25519[.pub]             the target's SSH test key (root login)
+        known_hosts                  the target's host keys (``[127.0.0.1]:PORT ssh-ed25519 ...``)
         ssh_config                   ``ssh -F ssh_config <name>``
         target.json                  name, port, pid, scenario, key path, created, ...
         inventory.json, inventory.py pyinfra host data of this target
@@ -538,20 +539,27 @@ class Target:
         return "running" if self.running else "stopped"
 
     @property
+    def known_hosts(self) -> Path:
+        """The target's own host keys, as a user's ``known_hosts`` would hold them."""
+        return self.state_dir / "known_hosts"
+
+    @property
     def hosts(self) -> str:
-        """testinfra ``--hosts`` value."""
-        return f"paramiko://root@127.0.0.1:{self.port}?ssh_identity_file={self.key}"
+        """testinfra ``--hosts`` value (OpenSSH with the target's ssh_config: keys verified)."""
+        return f"ssh://{self.name}?ssh_config={self.ssh_config}"
 
     @property
     def host_data(self) -> dict:
-        """pyinfra host data (connect with the @ssh connector)."""
+        """pyinfra host data (connect with the @ssh connector). The sim made the target's host
+        keys, so it knows them: pyinfra and the checks verify them strictly, as against a real
+        node whose key was recorded once."""
         return {
             "ssh_hostname": "127.0.0.1",
             "ssh_port": self.port,
             "ssh_user": "root",
             "ssh_key": str(self.key),
-            "ssh_known_hosts_file": "/dev/null",
-            "ssh_strict_host_key_checking": "no",
+            "ssh_known_hosts_file": str(self.known_hosts),
+            "ssh_strict_host_key_checking": "yes",
         }
 
     @property
@@ -579,6 +587,7 @@ class Target:
             "scenario": self.scenario,
             "key": str(self.key),
             "ssh_config": str(self.ssh_config),
+            "known_hosts": str(self.known_hosts),
             "rootfs": str(self.rootfs),
             "created": self.created,
             "booted": self.booted,
@@ -651,8 +660,8 @@ def _save(target: Target, extra: dict | None = None) -> None:
         f"    IdentityFile {target.key}\n"
         "    IdentitiesOnly yes\n"
         "    BatchMode yes\n"
-        "    StrictHostKeyChecking no\n"
-        "    UserKnownHostsFile /dev/null\n"
+        "    StrictHostKeyChecking yes\n"
+        f"    UserKnownHostsFile {target.known_hosts}\n"
         "    LogLevel ERROR\n"
         "    ConnectTimeout 5\n",
     )
@@ -963,6 +972,15 @@ def _ensure_key(target: Target) -> None:
     )
 
 
+def _write_known_hosts(target: Target) -> None:
+    """``known_hosts`` of the target's host keys at its current port (rootfs mounted)."""
+    lines = []
+    for kind in HOST_KEY_TYPES:
+        pub = (target.rootfs / f"etc/ssh/ssh_host_{kind}_key.pub").read_text().split()
+        lines.append(f"[127.0.0.1]:{target.port} {pub[0]} {pub[1]}\n")
+    _write_atomic(target.known_hosts, "".join(lines))
+
+
 def _write_sshd_config(target: Target) -> None:
     _write_atomic(
         target.rootfs / "etc/ssh/sshd_config.d/gpubox-sim.conf",
@@ -1149,6 +1167,7 @@ def _boot(target: Target, say: Progress, timeout: float, keep_port: bool) -> Non
                 say(f"port {target.port} is taken; moving {target.name} to another port")
             target.port = _pick_port(taken)
         _write_sshd_config(target)
+        _write_known_hosts(target)
         log_start = target.log.stat().st_size if target.log.exists() else 0
         target.pid = _spawn(target, _nspawn_argv(target, archives))
         target.booted = _now()

@@ -9,6 +9,7 @@ import runpy
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -144,13 +145,20 @@ class Hook:
     def __init__(self):
         self.bodies: list[dict] = []
         self.status = 204
+        # answers for the next requests, first first: (status, headers); then `status`
+        self.answers: list[tuple[int, dict]] = []
+        self.times: list[float] = []
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
                 hook.bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(hook.status)
+                hook.times.append(time.monotonic())
+                status, headers = hook.answers.pop(0) if hook.answers else (hook.status, {})
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
                 self.end_headers()
 
             def log_message(self, *args):

@@ -995,7 +995,7 @@ def test_each_os_release_gets_its_python_headers_and_keyring(
 ):
     data = variant(home, os=os_release)
     plan = plan_deploy(data, fresh_node(data))
-    assert plan.op("create /opt/gpubox/venv").shell == [f"{python} -m venv {OPT}/venv"]
+    assert plan.op("create /opt/gpubox/venv").shell == [f"{python} -m venv --clear {OPT}/venv"]
     build_tools = apt_install_requests(plan.op("build tools"))
     assert f"{venv_package}=*" in build_tools
     assert ("curl=*" in build_tools) == ("curl" not in BASE_PACKAGES[os_release])

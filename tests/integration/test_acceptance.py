@@ -72,6 +72,11 @@ def restore(node) -> None:
     reboot(node)
 
 
+def journal(node, priority: str) -> str:
+    """This boot's journal of the acceptance unit, at ``priority`` and above."""
+    return ssh(node, f"journalctl -b -u {UNIT} -p {priority} --no-pager -o cat").stdout
+
+
 def gpubox_here(*args, env) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "gpubox"), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
@@ -96,6 +101,19 @@ def test_the_deploy_enables_the_unit_after_the_clock_lock_without_holding_up_the
     assert "TimeoutStartSec=420" in unit
 
 
+def test_the_unit_is_hardened_without_hiding_the_gpus(node):
+    show = ssh(
+        node,
+        f"systemctl show -p ProtectSystem -p ReadWritePaths -p PrivateTmp -p NoNewPrivileges "
+        f"-p PrivateDevices {UNIT}",
+    ).stdout
+    props = dict(line.split("=", 1) for line in show.splitlines())
+    assert props["ProtectSystem"] == "strict"
+    assert props["PrivateTmp"] == props["NoNewPrivileges"] == "yes"
+    assert props["PrivateDevices"] == "no"  # NVML opens /dev/nvidia*
+    assert "/var/lib/gpubox" in props["ReadWritePaths"]  # the records and the outbox
+
+
 # ---- reboots: records, history, report -----------------------------------------------------------
 
 
@@ -109,11 +127,13 @@ def boots(node, deploy_env, tmp_path_factory):
     try:
         for _ in range(3):
             steps["healthy"].append(reboot(node))
+        steps["journal_healthy"] = {p: journal(node, p) for p in ("warning", "info")}
         ssh(node, "systemctl disable gpubox-clocks.service")
         steps["no_lock"] = reboot(node)
         ssh(node, "systemctl enable gpubox-clocks.service")
         target.set_scenario(node.name, "fault-gpu0-x4")
         steps["fault"] = reboot(node)
+        steps["journal_fault"] = journal(node, "warning")
         steps["seconds"] = time.monotonic() - started
         steps["doc"] = history(node, full=True)
         steps["text_on_node"] = ssh(node, f"{GPUBOX} history").stdout
@@ -147,6 +167,16 @@ def test_three_reboots_give_three_records_with_the_lock_and_the_quick_tier_passi
         files = ssh(node, f"cd {RUNS}/{boot} && ls && ls logs").stdout.split()
         assert files == ["junit.xml", "logs", "record.json", "results.json", "pytest.log"]
     assert 'tests="42"' in ssh(node, f"cat {RUNS}/{ids[0]}/junit.xml").stdout
+
+
+def test_journalctl_p_warning_finds_a_failed_boot_and_only_that(node, boots):
+    """Under the hardened unit the checks ran (42 passed at the healthy boots above); gpubox's
+    lines carry their priority, so `-p warning` shows a failed boot and nothing of a good one."""
+    fault_boot = boots["fault"][0]
+    assert f"gpubox accept: boot {fault_boot}: FAIL (" in boots["journal_fault"]
+    healthy = boots["journal_healthy"]
+    assert "gpubox accept:" not in healthy["warning"], healthy["warning"]
+    assert ": PASS (42 passed); record" in healthy["info"]
 
 
 def test_a_boot_without_the_clock_unit_fails_the_clock_checks_and_history_says_so(node, boots):

@@ -4,11 +4,23 @@ its checks (naming the right GPU), on the node and over SSH alike."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from gpubox.sim import target
-from gpubox.sim.testing import HEALTHY, NODE_NAME, failed_ids, run_checks, ssh
+from gpubox.sim.testing import (
+    BIN,
+    HEALTHY,
+    NODE_NAME,
+    ROOT,
+    deploy,
+    failed_ids,
+    run_checks,
+    ssh,
+)
 
 pytestmark = pytest.mark.sim
 
@@ -119,3 +131,89 @@ def test_a_lock_lost_at_reboot_fails_the_clock_checks(node, deploy_env, tmp_path
     assert "not enabled and not active" in messages and "GpuIdle" in messages
     rc, results = run_checks(deploy_env, results=tmp_path / "relocked.json")
     assert rc == 0, failed_ids(results)
+
+
+# ---- host keys: verified as the deploy verifies them ----------------------------------------------
+
+
+def _fingerprint(pub: Path) -> str:
+    out = subprocess.run(
+        ["ssh-keygen", "-lf", str(pub)], capture_output=True, text=True, check=True
+    )
+    return out.stdout.split()[1]  # "256 SHA256:... comment (ED25519)"
+
+
+@pytest.mark.parametrize("case", ["changed", "unknown"])
+def test_a_host_key_that_changed_or_is_unknown_is_refused_by_checks_and_deploy(
+    node, deploy_env, tmp_path, case
+):
+    """The node now offers a key the known_hosts file does not hold for it (a reinstalled node,
+    or someone in the middle): the checks and pyinfra refuse to connect, naming the host and,
+    for the checks, the fingerprint the node offered."""
+    node = target.get_target(node.name)
+    offered = _fingerprint(node.rootfs / "etc/ssh/ssh_host_ed25519_key.pub")
+    entry = f"[127.0.0.1]:{node.port}"
+    saved = node.known_hosts.read_text()
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    try:
+        if case == "changed":  # another ed25519 key recorded for this host and port
+            kind, key = other.with_suffix(".pub").read_text().split()[:2]
+            node.known_hosts.write_text(f"{entry} {kind} {key}\n")
+        else:
+            node.known_hosts.write_text("")
+        rc, results = run_checks(deploy_env, results=tmp_path / "refused.json")
+        deployed = deploy(deploy_env)
+    finally:
+        node.known_hosts.write_text(saved)
+    assert rc == 1
+    messages = {c["message"] for c in results["checks"]}
+    assert len(messages) == 1, messages  # tried once; every check fails with the same line
+    (message,) = messages
+    words = "changed" if case == "changed" else "is unknown"
+    assert message.startswith(f"{NODE_NAME}: SSH host key of {entry} {words}: "), message
+    assert f"the node offers ED25519 {offered}" in message, message
+    assert deployed.returncode != 0
+    said = deployed.stdout + deployed.stderr
+    assert NODE_NAME in said
+    if case == "changed":
+        assert "Host key for 127.0.0.1 does not match" in said, said[-2000:]
+        assert f"ssh-keygen -R {entry}" in said
+    else:
+        assert f"No host key for {entry} found in known_hosts" in said, said[-2000:]
+    rc, results = run_checks(deploy_env, results=tmp_path / "again.json")  # key back: all pass
+    assert rc == 0, failed_ids(results)
+
+
+# ---- testinfra conventions: `host` is the node; --hosts ------------------------------------------
+
+
+def test_host_in_your_own_check_is_the_node_not_this_machine(node, deploy_env, tmp_path):
+    folder = tmp_path / "checks"
+    shutil.copytree(ROOT / "checks", folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "test_mine.py").write_text(
+        "def test_hostname(host, node):\n"
+        "    assert host.run('hostname').stdout.strip() == node.name\n"
+        "    assert host.file('/opt/gpubox/venv/bin/gpubox').exists\n"
+    )
+    proc = subprocess.run(
+        [str(BIN / "pytest"), str(folder / "test_mine.py"), "--inventory", "inventories/sim.py",
+         "-p", "no:cacheprovider", "-v", "--results-json", str(tmp_path / "r.json"),
+         "--junitxml", str(tmp_path / "r.xml")],
+        cwd=ROOT, env=deploy_env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert f"::test_hostname[{NODE_NAME}] PASSED" in proc.stdout, proc.stdout
+
+
+def test_hosts_checks_a_node_against_the_spec_its_deploy_wrote(node, deploy_env, tmp_path):
+    node = target.get_target(node.name)
+    proc = subprocess.run(
+        [str(BIN / "pytest"), "checks/", "--hosts", node.hosts, "-p", "no:cacheprovider", "-q",
+         "--results-json", str(tmp_path / "r.json"), "--junitxml", str(tmp_path / "r.xml")],
+        cwd=ROOT, env=deploy_env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["counts"] == {"passed": 42}
+    assert "not run: the stress tier" in proc.stdout

@@ -178,3 +178,22 @@ def test_spec_drift_fails_the_manifest_check(node, deploy_env, tmp_path):
     (entry,) = [c for c in results["checks"] if c["id"].endswith(f"test_manifest[{NODE_NAME}]")]
     assert "software.nccl_tests.version" in entry["message"]
     assert "re-run the deploy" in entry["message"]
+
+
+def test_the_node_venv_holds_only_what_runs_on_the_node(node):
+    out = ssh(node, "/opt/gpubox/venv/bin/python -m pip list --format=freeze").stdout
+    installed = {line.split("==")[0].lower() for line in out.split()}
+    assert {"gpubox", "nvidia-ml-py", "pytest", "pytest-testinfra"} <= installed
+    controller = {"pyinfra", "paramiko", "pytest-xdist", "gevent", "cryptography", "jinja2"}
+    assert not installed & controller, installed & controller
+
+
+def test_a_dry_run_without_uv_says_so_in_one_line(node, deploy_env):
+    env = {**deploy_env, "PATH": f"{ROOT / '.venv/bin'}:/usr/bin:/bin"}
+    result = deploy(env, "--dry")
+    said = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode != 0
+    assert "Traceback" not in "\n".join(said)
+    assert "builds gpubox's wheel for the node with `uv`, which is not on PATH" in said[-1], said[
+        -5:
+    ]

@@ -136,17 +136,24 @@ def node(sim):
 def test_up_reports_how_to_reach_it(node):
     assert node["state"] == "running"
     assert node["scenario"] == t.DEFAULT_SCENARIO
-    assert node["hosts"] == (
-        f"paramiko://root@127.0.0.1:{node['port']}?ssh_identity_file={node['key']}"
-    )
+    assert node["hosts"] == f"ssh://{node['name']}?ssh_config={node['ssh_config']}"
     assert node["host_data"] == {
         "ssh_hostname": "127.0.0.1",
         "ssh_port": node["port"],
         "ssh_user": "root",
         "ssh_key": node["key"],
-        "ssh_known_hosts_file": "/dev/null",
-        "ssh_strict_host_key_checking": "no",
+        "ssh_known_hosts_file": node["known_hosts"],
+        "ssh_strict_host_key_checking": "yes",
     }
+    # The sim made the node's host keys, so it records them as a user's known_hosts would.
+    known = Path(node["known_hosts"]).read_text().splitlines()
+    assert [line.split()[:2] for line in known] == [
+        [f"[127.0.0.1]:{node['port']}", "ssh-ed25519"],
+        [f"[127.0.0.1]:{node['port']}", "ecdsa-sha2-nistp256"],
+    ]
+    config = Path(node["ssh_config"]).read_text()
+    assert "StrictHostKeyChecking yes" in config
+    assert f"UserKnownHostsFile {node['known_hosts']}" in config
     assert Path(node["key"]).is_file() and Path(node["ssh_config"]).is_file()
     inventory = json.loads((Path(node["inventory"]).parent / "inventory.json").read_text())
     assert inventory == [[node["name"], node["host_data"]]]
@@ -210,7 +217,6 @@ def test_scenario_switch(sim, node):
     assert sim.ssh(node["name"], read).stdout.strip() == t.DEFAULT_SCENARIO
 
 
-@pytest.mark.filterwarnings("ignore:Unknown ssh-ed25519 host key")
 def test_testinfra_and_pyinfra_connect(sim, node):
     import testinfra
 
