@@ -4,7 +4,9 @@ Like pyinfra's operations, each reads facts first and yields commands only when 
 change, so a second deploy yields nothing:
 
 * :func:`apt_pinned`: install packages at version *patterns* (``nvidia-driver=550.163.01-*``)
-  and hold them; stock ``apt.packages`` compares exact versions only.
+  and hold them; stock ``apt.packages`` compares exact versions only. An install that was cut
+  short (dpkg killed, a power cut) is repaired first.
+* :func:`repository_reachable`: stop before a repository is used when the node cannot reach it.
 * :func:`verified_download`: download into a temporary file, compare sha256, and only then move
   into place; a mismatch stops the deploy showing both hashes and leaves nothing behind.
 * :func:`build_once`: run a build script into a versioned folder unless a stamp file records the
@@ -42,6 +44,40 @@ class HeldPackages(FactBase):
         return {line.strip() for line in output if line.strip()}
 
 
+class DpkgInterrupted(FactBase):
+    """What an interrupted dpkg left behind, or None: pending journal entries
+    (``/var/lib/dpkg/updates``, which is how apt tells "dpkg was interrupted") and the packages
+    ``dpkg --audit`` finds half installed, unpacked or half configured."""
+
+    def command(self):
+        return (
+            "{ ls -A /var/lib/dpkg/updates 2>/dev/null | grep -q . && echo 'dpkg journal pending'; "
+            "dpkg --audit 2>/dev/null | grep -E '^ [a-z0-9]' ; } || true"
+        )
+
+    def process(self, output):
+        lines = [line.strip() for line in output if line.strip()]
+        return "; ".join(lines) if lines else None
+
+
+class UrlProblem(FactBase):
+    """Why the node cannot fetch ``url`` (curl's or wget's error), or None when it can."""
+
+    def command(self, url):
+        q = shlex.quote(url)
+        return (
+            "if command -v curl >/dev/null; then "
+            f"out=$(curl -sSf -o /dev/null --connect-timeout 10 --max-time 60 {q} 2>&1) "
+            '&& echo ok || echo "${out:-curl: exit $?}"; '
+            f"else wget -q -O /dev/null --timeout=30 --tries=1 {q} && echo ok "
+            '|| echo "wget: exit $?"; fi'
+        )
+
+    def process(self, output):
+        text = " ".join(line.strip() for line in output if line.strip())
+        return None if text == "ok" else (text or "no answer")
+
+
 class FileText(FactBase):
     """A small file's text, or None when it does not exist."""
 
@@ -66,6 +102,13 @@ def apt_pinned(packages: dict[str, str], hold: bool = True):
 
         apt_pinned(name="NCCL", packages={"libnccl2": "2.22.3-*", "libnccl-dev": "2.22.3-*"})
     """
+    interrupted = host.get_fact(DpkgInterrupted)
+    if interrupted:
+        # apt refuses to install anything until dpkg finishes what it was doing ("dpkg was
+        # interrupted, you must manually run 'dpkg --configure -a'"); `apt-get -f install` then
+        # completes what the cut-short run left unpacked. The install below does the rest.
+        yield f"{APT_ENV} dpkg --configure -a --force-confdef --force-confold || true"
+        yield f"{APT_INSTALL} -f"
     installed = host.get_fact(DebPackages)
     wrong = []
     for name, pattern in packages.items():
@@ -104,7 +147,9 @@ def verified_download(url: str, dest: str, sha256: str, mode: str = "644"):
         f"mkdir -p {shlex.quote(dest.rsplit('/', 1)[0])}; "
         f"rm -f {shlex.quote(tmp)}; "
         f"if command -v curl >/dev/null; then curl -sSLf --retry 3 -o {shlex.quote(tmp)} "
-        f"{shlex.quote(url)}; else wget -q -O {shlex.quote(tmp)} {shlex.quote(url)}; fi; "
+        f"{shlex.quote(url)}; else wget -q -O {shlex.quote(tmp)} {shlex.quote(url)}; fi "
+        f'|| {{ rm -f {shlex.quote(tmp)}; echo "gpubox: downloading {url} failed; nothing was '
+        f'installed from it" >&2; exit 1; }}; '
         f"got=$(sha256sum {shlex.quote(tmp)} | cut -d' ' -f1); "
         f'if [ "$got" != {shlex.quote(sha256)} ]; then rm -f {shlex.quote(tmp)}; '
         f'echo "gpubox: sha256 mismatch for {url}: expected {sha256}, got $got; nothing was '
@@ -146,3 +191,35 @@ def build_once(stamp: str, inputs: dict, script: str, prefix: str):
     if not stamp.startswith(prefix + "/"):
         raise OperationError(f"build_once: stamp {stamp} must live inside {prefix}")
     yield StringCommand("sh", "-c", shlex.quote(body))
+
+
+@operation()
+def repository_reachable(url: str, sources_list: str | None = None):
+    """Fail, naming the URL and the host, unless the node can fetch ``{url}Release``.
+
+    + url: base URL of an apt repository (a flat one: ``deb URL /``)
+    + sources_list: the sources entry that names it, to say whether an earlier deploy left it
+
+    Yields nothing when the repository answers, so it never counts as a change.
+
+    **Example:**
+
+    .. code:: python
+
+        repository_reachable(url="https://developer.download.nvidia.com/compute/cuda/repos/debian12/x86_64/")
+    """
+    problem = host.get_fact(UrlProblem, url=f"{url}Release")
+    if problem is None:
+        return
+    earlier = host.get_fact(FileText, path=sources_list) if sources_list else None
+    left = (
+        f"apt's sources are as an earlier deploy left them ({sources_list}: {earlier.strip()})"
+        if earlier
+        else "nothing was added to apt's sources"
+    )
+    message = (
+        f"gpubox: host {host.name} cannot reach the CUDA repository {url} ({problem}), expected "
+        f"{url}Release to download: check the URL (software.cuda_repo.url) and the node's "
+        f"network or proxy; {left}, and nothing was installed from it"
+    )
+    yield StringCommand("sh", "-c", shlex.quote(f"echo {shlex.quote(message)} >&2; exit 1"))
