@@ -57,7 +57,15 @@ def nvidia_driver(spec: NodeSpec):
             packages=plat.kernel_headers,
             hold=False,
         )
-    driver = apt_pinned(name=f"driver {spec.software.driver_version}", packages=plat.driver)
+    driver = apt_pinned(
+        name=f"driver {spec.software.driver_version}",
+        packages=plat.driver,
+        # NVIDIA's repository versions every part of a driver build with the driver (Debian's
+        # own archive does not: its nvidia-modprobe/-settings have their own versions, and its
+        # parts depend on each other with "="): there, move every installed part to the pinned
+        # build too, downwards included.
+        align=plat.driver_globs if spec.software.source == "cuda-repo" else None,
+    )
     systemd.service(
         name="enable nvidia-persistenced",
         service="nvidia-persistenced.service",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import shlex
 
 from pyinfra import host
@@ -45,13 +46,14 @@ class HeldPackages(FactBase):
 
 
 class DpkgInterrupted(FactBase):
-    """What an interrupted dpkg left behind, or None: pending journal entries
-    (``/var/lib/dpkg/updates``, which is how apt tells "dpkg was interrupted") and the packages
+    """What an interrupted dpkg left behind, or None: pending journal entries (numbered files in
+    ``/var/lib/dpkg/updates``, which is how apt tells "dpkg was interrupted") and the packages
     ``dpkg --audit`` finds half installed, unpacked or half configured."""
 
     def command(self):
         return (
-            "{ ls -A /var/lib/dpkg/updates 2>/dev/null | grep -q . && echo 'dpkg journal pending'; "
+            "{ ls /var/lib/dpkg/updates 2>/dev/null | grep -qE '^[0-9]+$' "
+            "&& echo 'dpkg journal pending'; "
             "dpkg --audit 2>/dev/null | grep -E '^ [a-z0-9]' ; } || true"
         )
 
@@ -89,12 +91,22 @@ class FileText(FactBase):
         return "\n".join(output) if output else None
 
 
+# An NVIDIA driver build's version (570.124.06-1, 570.124.06-0ubuntu1, 575.57.08-1): what `align`
+# moves. Other packages whose names match a driver glob (nvidia-container-toolkit 1.17.4-1, ...)
+# are not parts of the driver and are left alone.
+_DRIVER_BUILD = re.compile(r"\d{3}\.\d{2,3}(\.\d{2})?-")
+
+
 @operation()
-def apt_pinned(packages: dict[str, str], hold: bool = True):
+def apt_pinned(packages: dict[str, str], hold: bool = True, align: dict[str, str] | None = None):
     """Install each package at a version matching its pattern, then hold it.
 
     + packages: ``{name: version pattern}``, e.g. ``{"nvidia-driver": "550.163.01-*"}``
     + hold: ``apt-mark hold`` them, so ``apt upgrade`` cannot move them
+    + align: ``{name glob: version pattern}``: every *installed* driver part whose name matches
+      a glob and whose version does not match is requested at the pattern too. Meta-packages
+      depend on their parts with ``>=``, so going back to an older build (or repairing a part
+      moved by hand) would otherwise move the meta-packages only.
 
     **Example:**
 
@@ -115,8 +127,16 @@ def apt_pinned(packages: dict[str, str], hold: bool = True):
         versions = installed.get(name, set())
         if not any(fnmatch.fnmatchcase(v, pattern) for v in versions):
             wrong.append(f"{name}={pattern}")
+    for glob, pattern in (align or {}).items():
+        for name, versions in sorted(installed.items()):
+            if name in packages or not fnmatch.fnmatchcase(name, glob):
+                continue
+            if any(_DRIVER_BUILD.match(v) for v in versions) and not any(
+                fnmatch.fnmatchcase(v, pattern) for v in versions
+            ):
+                wrong.append(f"{name}={pattern}")
     if wrong:
-        yield f"{APT_INSTALL} " + " ".join(shlex.quote(w) for w in wrong)
+        yield f"{APT_INSTALL} " + " ".join(shlex.quote(w) for w in dict.fromkeys(wrong))
     if hold:
         held = host.get_fact(HeldPackages)
         unheld = sorted(set(packages) - held)

@@ -918,6 +918,24 @@ def test_an_interrupted_dpkg_is_repaired_before_the_next_install(plan_deploy, ho
     assert apt_install_requests(driver)[-1] == "cuda-drivers-570=570.124.06-*"
 
 
+def test_driver_parts_left_at_another_build_are_moved_to_the_pinned_one(plan_deploy, home):
+    """cuda-drivers-570 depends on its parts with ">=": going back from a newer build (or a part
+    upgraded by hand) moves only the meta-packages unless the parts are asked for too."""
+    before = installed_node(home, plan_deploy(home, fresh_node(home)))
+    packages = {
+        **before[fact(DebPackages)],
+        "nvidia-driver-570": {"570.148.08-1ubuntu1"},
+        "libnvidia-compute-570": {"570.148.08-1ubuntu1"},
+        "nvidia-firmware-570-570.124.06": {"570.124.06-0ubuntu1"},  # already the pinned build
+        "nvidia-container-toolkit": {"1.17.4-1"},  # named nvidia-*, not a part of the driver
+    }
+    plan = plan_deploy(home, {**before, fact(DebPackages): packages})
+    assert apt_install_requests(plan.op("driver 570.124.06")) == [
+        "nvidia-driver-570=570.124.06-*",  # glob by glob: nvidia-*, then libnvidia-*
+        "libnvidia-compute-570=570.124.06-*",
+    ]
+
+
 def test_debian_12_pins_every_driver_component_by_its_debian_name(plan_deploy, home):
     data = variant(home, os="debian-12")
     plan = plan_deploy(data, fresh_node(data))
