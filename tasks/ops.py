@@ -91,6 +91,18 @@ class FileText(FactBase):
         return "\n".join(output) if output else None
 
 
+# Finish an interrupted dpkg run (see apt_pinned). A status whose second letter is H (half
+# installed) or whose third is R (reinstall required) cannot be configured, only reinstalled.
+REPAIR_DPKG = (
+    f"export {APT_ENV}; "
+    "dpkg --configure -a --force-confdef --force-confold || true; "
+    "broken=$(dpkg-query -W -f '${db:Status-Abbrev} ${Package}\\n' "
+    "| awk '$1 ~ /^.H/ || $1 ~ /^..R/ {print $2}'); "
+    'if [ -n "$broken" ]; then '
+    f"{APT_INSTALL.split(' ', 1)[1]} --reinstall $broken; fi; "
+    f"{APT_INSTALL.split(' ', 1)[1]} -f"
+)
+
 # An NVIDIA driver build's version (570.124.06-1, 570.124.06-0ubuntu1, 575.57.08-1): what `align`
 # moves. Other packages whose names match a driver glob (nvidia-container-toolkit 1.17.4-1, ...)
 # are not parts of the driver and are left alone.
@@ -117,10 +129,11 @@ def apt_pinned(packages: dict[str, str], hold: bool = True, align: dict[str, str
     interrupted = host.get_fact(DpkgInterrupted)
     if interrupted:
         # apt refuses to install anything until dpkg finishes what it was doing ("dpkg was
-        # interrupted, you must manually run 'dpkg --configure -a'"); `apt-get -f install` then
-        # completes what the cut-short run left unpacked. The install below does the rest.
-        yield f"{APT_ENV} dpkg --configure -a --force-confdef --force-confold || true"
-        yield f"{APT_INSTALL} -f"
+        # interrupted, you must manually run 'dpkg --configure -a'"). That configures what was
+        # unpacked; a package caught half-way through its unpack ("very bad inconsistent state:
+        # reinstall it") can only be reinstalled, at the version the pins now choose; then
+        # `apt-get -f install` settles the rest and the install below does what is left.
+        yield StringCommand("sh", "-c", shlex.quote(REPAIR_DPKG))
     installed = host.get_fact(DebPackages)
     wrong = []
     for name, pattern in packages.items():

@@ -909,12 +909,14 @@ def test_an_interrupted_dpkg_is_repaired_before_the_next_install(plan_deploy, ho
     facts[fact(DebPackages)] = packages  # the cut-short install left it unpacked, not installed
     plan = plan_deploy(home, facts)
     driver = plan.op("driver 570.124.06")
-    assert driver.shell[:2] == [
-        "DEBIAN_FRONTEND=noninteractive dpkg --configure -a --force-confdef --force-confold || true",
-        "DEBIAN_FRONTEND=noninteractive apt-get install -y --allow-downgrades "
-        "--allow-change-held-packages -o Dpkg::Options::=--force-confdef "
-        "-o Dpkg::Options::=--force-confold -f",
-    ]
+    (repair,) = driver.scripts  # the first command: finish dpkg's run, then the install
+    assert driver.shell[0] == f"sh -c {shlex.quote(repair)}"
+    assert repair.startswith(
+        "export DEBIAN_FRONTEND=noninteractive; "
+        "dpkg --configure -a --force-confdef --force-confold || true; "
+    )
+    assert "--reinstall $broken" in repair  # half-installed packages can only be reinstalled
+    assert repair.endswith("-o Dpkg::Options::=--force-confold -f")
     assert apt_install_requests(driver)[-1] == "cuda-drivers-570=570.124.06-*"
 
 
