@@ -601,8 +601,8 @@ def _run(argv: list[str], what: str, **kw) -> subprocess.CompletedProcess:
 
 def _build_into(out: Path, work: Path) -> None:
     out.mkdir(parents=True)
-    gnupg = work / "gnupg"
-    gnupg.mkdir(mode=0o700)
+    # Its own short folder: gpg-agent's socket lives there, and a socket path has ~100 bytes.
+    gnupg = Path(tempfile.mkdtemp(prefix="gpubox-gpg-"))
     env = {**os.environ, "GNUPGHOME": str(gnupg), "SOURCE_DATE_EPOCH": str(EPOCH), "LC_ALL": "C"}
     try:
         _run(
@@ -667,6 +667,7 @@ def _build_into(out: Path, work: Path) -> None:
         )
     finally:
         subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, capture_output=True)
+        shutil.rmtree(gnupg, ignore_errors=True)
     keyring = next(d for d in catalogue() if d.name == "cuda-keyring")
     meta = {
         "keyring_sha256": hashlib.sha256((out / keyring.filename).read_bytes()).hexdigest(),
