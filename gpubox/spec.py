@@ -263,9 +263,8 @@ class CudaRepo:
         default=NVIDIA_CUDA_REPO,
         metadata=_doc(
             "base URL of the (flat) repository, as in `deb [signed-by=...] URL /`; `{distro}` is "
-            "debian12, ubuntu2204 or ubuntu2404 from `software.os`. A mirror, an apt cache "
-            "(`http://cache:3142/developer.download.nvidia.com/...`) or `file:///srv/mirror/...` "
-            "for an air-gapped node",
+            "debian12, ubuntu2204 or ubuntu2404 from `software.os`. A mirror's or an apt cache's "
+            "URL, or `file:///srv/mirror/...` for an air-gapped node",
             _url,
         ),
     )

@@ -67,6 +67,9 @@ class UrlProblem(FactBase):
 
     def command(self, url):
         q = shlex.quote(url)
+        if url.startswith("file://"):  # a copy on the node: no curl needed (a netinst has none)
+            path = shlex.quote(url[len("file://") :])
+            return f'test -r {path} && echo ok || echo "no readable file {url[len("file://") :]}"'
         return (
             "if command -v curl >/dev/null; then "
             f"out=$(curl -sSf -o /dev/null --connect-timeout 10 --max-time 60 {q} 2>&1) "
@@ -175,13 +178,19 @@ def verified_download(url: str, dest: str, sha256: str, mode: str = "644"):
     if host.get_fact(File, path=dest) and host.get_fact(Sha256File, path=dest) == sha256:
         return
     tmp = f"{dest}.part"
+    if url.startswith("file://"):  # a local copy (an air-gapped node's mirror): no curl needed
+        fetch = f"cp {shlex.quote(url[len('file://') :])} {shlex.quote(tmp)} "
+    else:
+        fetch = (
+            f"if command -v curl >/dev/null; then curl -sSLf --retry 3 -o {shlex.quote(tmp)} "
+            f"{shlex.quote(url)}; else wget -q -O {shlex.quote(tmp)} {shlex.quote(url)}; fi "
+        )
     script = (
         "set -e; "
         f"mkdir -p {shlex.quote(dest.rsplit('/', 1)[0])}; "
         f"rm -f {shlex.quote(tmp)}; "
-        f"if command -v curl >/dev/null; then curl -sSLf --retry 3 -o {shlex.quote(tmp)} "
-        f"{shlex.quote(url)}; else wget -q -O {shlex.quote(tmp)} {shlex.quote(url)}; fi "
-        f'|| {{ rm -f {shlex.quote(tmp)}; echo "gpubox: downloading {url} failed; nothing was '
+        + fetch
+        + f'|| {{ rm -f {shlex.quote(tmp)}; echo "gpubox: downloading {url} failed; nothing was '
         f'installed from it" >&2; exit 1; }}; '
         f"got=$(sha256sum {shlex.quote(tmp)} | cut -d' ' -f1); "
         f'if [ "$got" != {shlex.quote(sha256)} ]; then rm -f {shlex.quote(tmp)}; '
