@@ -276,7 +276,7 @@ def _cuda(toolkit: str, cudart: str, nvcc: str, cccl: str, cublas: str) -> list[
     values = (
         ("CUDA_RELEASE", release),
         ("NVCC_VERSION", _upstream(nvcc)),
-        ("STANDIN_CUDA_VERSION_CODE", str(code)),
+        ("CUDA_VERSION_CODE", str(code)),
     )
 
     def deb(name, version, description, depends=(), **kw):
@@ -416,8 +416,7 @@ NCCLS = (("2.26.2-1+cuda12.8", 22602), ("2.27.3-1+cuda12.9", 22703))
 def _nccl(version: str, code: int) -> list[Deb]:
     up = version.split("-")[0]  # 2.26.2
     major, minor, patch = up.split(".")
-    values = (("STANDIN_NCCL_MAJOR", major), ("STANDIN_NCCL_MINOR", minor))
-    values += (("STANDIN_NCCL_PATCH", patch),)
+    values = (("NCCL_MAJOR", major), ("NCCL_MINOR", minor), ("NCCL_PATCH", patch))
     return [
         Deb(
             "libnccl2",
@@ -711,8 +710,9 @@ def _compile(stub: Stub, folder: Path) -> bytes:
 
 
 def _fill(text: str, values) -> str:
+    """``@NAME@`` placeholders of a stand-in file replaced by this package's values."""
     for key, value in values:
-        text = text.replace(f"@{key}@", value).replace(key, value)
+        text = text.replace(f"@{key}@", value)
     return text
 
 

@@ -176,6 +176,15 @@ def test_no_package_puts_an_nvml_library_anywhere(repo):
     assert [p for p in contents(nvml) if not p.endswith("/")] == []  # an empty shell
 
 
+def test_headers_and_nvcc_carry_their_package_s_versions(repo, tmp_path):
+    for deb in ("libnccl-dev_2.27.3-1+cuda12.9_amd64.deb", "cuda-nvcc-12-8_12.8.93-1_amd64.deb"):
+        subprocess.run(["dpkg-deb", "-x", str(repo.path / deb), str(tmp_path)], check=True)
+    nccl = (tmp_path / "usr/include/nccl.h").read_text()
+    assert "#define NCCL_MAJOR 2\n#define NCCL_MINOR 27\n#define NCCL_PATCH 3\n" in nccl
+    nvcc = (tmp_path / "usr/local/cuda-12.8/bin/nvcc").read_text()
+    assert "release 12.8, V12.8.93" in nvcc and "@" not in nvcc
+
+
 def test_the_stub_libraries_need_no_c_library(repo, tmp_path):
     deb = repo.path / "libcuda1_570.124.06-1_amd64.deb"
     subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp_path)], check=True)

@@ -2,7 +2,7 @@
  * cuda-driver-dev package's header; not NVIDIA's cuda.h). */
 #ifndef GPUBOX_STANDIN_CUDA_H
 #define GPUBOX_STANDIN_CUDA_H
-#define CUDA_VERSION STANDIN_CUDA_VERSION_CODE
+#define CUDA_VERSION @CUDA_VERSION_CODE@
 #ifdef __cplusplus
 extern "C" {
 #endif

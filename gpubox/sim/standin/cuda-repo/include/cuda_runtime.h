@@ -4,7 +4,7 @@
 #ifndef GPUBOX_STANDIN_CUDA_RUNTIME_H
 #define GPUBOX_STANDIN_CUDA_RUNTIME_H
 #include <stddef.h>
-#define CUDART_VERSION STANDIN_CUDA_VERSION_CODE
+#define CUDART_VERSION @CUDA_VERSION_CODE@
 #define __global__
 #define __device__
 #define __host__

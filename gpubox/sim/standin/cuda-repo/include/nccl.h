@@ -2,9 +2,9 @@
  * libnccl-dev package's header; not NVIDIA's nccl.h). */
 #ifndef GPUBOX_STANDIN_NCCL_H
 #define GPUBOX_STANDIN_NCCL_H
-#define NCCL_MAJOR STANDIN_NCCL_MAJOR
-#define NCCL_MINOR STANDIN_NCCL_MINOR
-#define NCCL_PATCH STANDIN_NCCL_PATCH
+#define NCCL_MAJOR @NCCL_MAJOR@
+#define NCCL_MINOR @NCCL_MINOR@
+#define NCCL_PATCH @NCCL_PATCH@
 #define NCCL_VERSION_CODE (NCCL_MAJOR * 10000 + NCCL_MINOR * 100 + NCCL_PATCH)
 #ifdef __cplusplus
 extern "C" {
