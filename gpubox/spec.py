@@ -117,6 +117,19 @@ def _version(value):
     return None if re.fullmatch(r"[0-9][0-9A-Za-z.+~:-]*", value) else "a version like 550.163.01"
 
 
+def _release(value):
+    """A release version (2.17.6) or, for projects without tags (gpu-burn), a full commit."""
+    if re.fullmatch(r"[0-9][0-9A-Za-z.+~:-]*|[0-9a-f]{40}", value):
+        return None
+    return "a release version like 2.17.6 or a 40-digit commit"
+
+
+def _url(value):
+    if re.fullmatch(r"(https?|file)://\S+", value):
+        return None
+    return "an http://, https:// or file:// URL"
+
+
 def _sha256(value):
     return None if re.fullmatch(r"[0-9a-f]{64}", value) else "a sha256 of 64 lower-case hex digits"
 
@@ -172,9 +185,11 @@ _PAIR_KEY = re.compile(r"gpu(\d+)-gpu(\d+)")
 class Download:
     """A pinned upstream release: fetched from ``url``, refused unless its sha256 matches."""
 
-    version: str = field(metadata=_doc("release version (tag without the leading v)", _version))
+    version: str = field(
+        metadata=_doc("release version (tag without the leading v), or a commit", _release)
+    )
     sha256: str = field(metadata=_doc("sha256 of the downloaded archive", _sha256))
-    url: str = field(metadata=_doc("download URL; `{version}` is replaced by the version"))
+    url: str = field(metadata=_doc("download URL; `{version}` is replaced by the version", _url))
 
     @property
     def resolved_url(self) -> str:
@@ -196,14 +211,88 @@ DEFAULT_CUDA_SAMPLES = Download(
     sha256="aa28fa2227768dd31ebbf9cd48b265a0c8810fae03e02c6079c0fa71bbea7319",
     url="https://github.com/NVIDIA/cuda-samples/archive/refs/tags/v{version}.tar.gz",
 )
+# gpu-burn (wilicc/gpu-burn has no tags): the commit nixpkgs pins (2024-04-09, "Exit more
+# gracefully if CUDA init fails"); the sha256 of GitHub's archive of it is computed from the
+# upstream history (docs/pins.md). It builds with CUDA 12; CUDA 13 needs 671f4be or later.
+DEFAULT_GPU_BURN = Download(
+    version="9aefd7c0cc603bbc8c3c102f5338c6af26f8127c",
+    sha256="bc1b598bcd6317f45f2fd48cc2c5e2c569598a957fc258577fab5e07b27b6cf0",
+    url="https://github.com/wilicc/gpu-burn/archive/{version}.tar.gz",
+)
 # NVIDIA's cuda-keyring_1.1-1_all.deb per repository (sha256 as pinned by Google's
 # compute-gpu-installation and many Dockerfiles); it installs the key 3bf863cc, fingerprint
-# EB693B3035CD5710E231E123A4B469963BF863CC.
+# EB693B3035CD5710E231E123A4B469963BF863CC. `software.cuda_repo.keyring.sha256: null` means these.
+CUDA_KEYRING_VERSION = "1.1-1"
 CUDA_KEYRING_SHA256 = {
     "ubuntu-24.04": "d2a6b11c096396d868758b86dab1823b25e14d70333f1dfa74da5ddaf6a06dba",
     "ubuntu-22.04": "d93190d50b98ad4699ff40f4f7af50f16a76dac3bb8da1eaaf366d47898ff8df",
     "debian-12": "e7f219eab6fe4819cdb5c15b98233dc3420302d9c00883219cd3d896857cf48d",
 }
+# The folder name of each release in NVIDIA's repository tree (`{distro}` in the URL).
+CUDA_REPO_DISTRO = {
+    "ubuntu-24.04": "ubuntu2404",
+    "ubuntu-22.04": "ubuntu2204",
+    "debian-12": "debian12",
+}
+NVIDIA_CUDA_REPO = "https://developer.download.nvidia.com/compute/cuda/repos/{distro}/x86_64/"
+
+
+def _keyring_sha256_default() -> str:
+    rows = ", ".join(f"{os} {sha[:8]}..." for os, sha in CUDA_KEYRING_SHA256.items())
+    return (
+        f"sha256 of the .deb; null: NVIDIA's published one for `software.os` (version "
+        f"{CUDA_KEYRING_VERSION} only: {rows}; docs/pins.md)"
+    )
+
+
+@dataclass(frozen=True)
+class Keyring:
+    """The repository's keyring package (``cuda-keyring``): sha256-verified before it is installed."""
+
+    version: str = field(
+        default=CUDA_KEYRING_VERSION, metadata=_doc("cuda-keyring package version", _version)
+    )
+    sha256: str | None = field(default=None, metadata=_doc(_keyring_sha256_default(), _sha256))
+    url: str = field(
+        default="{repository}cuda-keyring_{version}_all.deb",
+        metadata=_doc(
+            "download URL; `{repository}` is `software.cuda_repo.url`, `{version}` the version"
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class CudaRepo:
+    """NVIDIA's CUDA apt repository (source ``cuda-repo``), or a mirror or apt cache of it."""
+
+    url: str = field(
+        default=NVIDIA_CUDA_REPO,
+        metadata=_doc(
+            "base URL of the (flat) repository, as in `deb [signed-by=...] URL /`; `{distro}` is "
+            "debian12, ubuntu2204 or ubuntu2404 from `software.os`. A mirror's or an apt cache's "
+            "URL, or `file:///srv/mirror/...` for an air-gapped node",
+            _url,
+        ),
+    )
+    keyring: Keyring = field(
+        default=Keyring(), metadata=_doc("the keyring package that trusts the repository's key")
+    )
+
+    def resolved_url(self, os_release: str) -> str:
+        """The repository URL for ``os_release``, with a trailing slash."""
+        url = self.url.replace("{distro}", CUDA_REPO_DISTRO.get(os_release, "{distro}"))
+        return url if url.endswith("/") else url + "/"
+
+    def keyring_url(self, os_release: str) -> str:
+        url = self.keyring.url.replace("{repository}", self.resolved_url(os_release))
+        return url.replace("{version}", self.keyring.version)
+
+    def keyring_sha256(self, os_release: str) -> str | None:
+        if self.keyring.sha256 is not None:
+            return self.keyring.sha256
+        if self.keyring.version != CUDA_KEYRING_VERSION:
+            return None
+        return CUDA_KEYRING_SHA256.get(os_release)
 
 
 @dataclass(frozen=True)
@@ -242,6 +331,19 @@ class Software:
         default=DEFAULT_CUDA_SAMPLES,
         metadata=_doc(
             "cuda-samples release for bandwidthTest/p2pBandwidthLatencyTest (`cuda-repo` only)"
+        ),
+    )
+    gpu_burn: Download = field(
+        default=DEFAULT_GPU_BURN,
+        metadata=_doc(
+            "gpu-burn source built for the stress tier (`cuda-repo` only; upstream has no tags, "
+            "so the version is a commit)"
+        ),
+    )
+    cuda_repo: CudaRepo = field(
+        default=CudaRepo(),
+        metadata=_doc(
+            "where the `cuda-repo` source installs from: NVIDIA's repository or a mirror"
         ),
     )
     compute_capability: str = field(
@@ -882,6 +984,14 @@ def _cross_check(spec: NodeSpec) -> NodeSpec:
             "clocks.memory_mhz",
             spec.clocks.memory_mhz,
             "a graphics lock too (`clocks.graphics_mhz`)",
+        )
+    if sw.source == "cuda-repo" and sw.cuda_repo.keyring_sha256(sw.os) is None:
+        raise SpecError(
+            host,
+            "software.cuda_repo.keyring.sha256",
+            None,
+            f"the sha256 of cuda-keyring {sw.cuda_repo.keyring.version} (gpubox knows NVIDIA's "
+            f"only for version {CUDA_KEYRING_VERSION})",
         )
     if sw.nvml_library is not None and not sw.nvml_library.startswith("/"):
         raise SpecError(host, "software.nvml_library", sw.nvml_library, "an absolute path")

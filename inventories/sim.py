@@ -1,15 +1,27 @@
-"""The simulated node(s) that ``gpubox sim up`` booted: the first user's node as a Debian 13 box.
+"""The simulated node(s) that ``gpubox sim up`` booted: the first user's node, as each OS deploys it.
 
 The expectations (GPUs, P2P, NVLink, clocks, floors, limits) are the home node's, read from
-``home.py`` so they are stated once; only the software and the connection differ. The simulated
-node runs Debian 13 with Debian's own NVIDIA packages, no kernel-module build (a container has no
-kernel of its own), and its NVML is gpubox's simulated library.
+``home.py`` so they are stated once; only the software and the connection differ:
 
-Upstream nccl-tests cannot be downloaded in gpubox's test environment: ``GPUBOX_NCCL_TESTS_URL``,
-``..._SHA256`` and ``..._VERSION`` point the deploy at a stand-in release (see gpubox.sim.standin);
-the tests and the demo set them.
+* a Debian 13 node (``gpubox sim up``) installs Debian's own NVIDIA packages (source ``debian``);
+* a Debian 12 node (``gpubox sim up --os debian-12``) runs home.py's own install path, source
+  ``cuda-repo``, with home.py's versions (driver 570.124.06, CUDA 12.8.1, NCCL 2.26.2): only the
+  addresses may differ.
+
+Neither builds kernel modules (a container has no kernel of its own), and their NVML is gpubox's
+simulated library.
+
+Upstream downloads cannot be reached in gpubox's test environment, so two variables point the
+deploy at stand-ins (see gpubox.sim.standin and gpubox.sim.cuda_repo); the tests and the demo
+set them:
+
+* ``GPUBOX_NCCL_TESTS_URL``, ``..._SHA256`` and ``..._VERSION``: a stand-in nccl-tests release;
+* ``GPUBOX_CUDA_REPO_SPEC``: a JSON object merged into the Debian 12 nodes' ``software``, e.g.
+  the stand-in CUDA repository's ``cuda_repo`` (URL and keyring sha256), ``cuda_samples`` and
+  ``gpu_burn`` (:meth:`gpubox.sim.cuda_repo.Server.env`). Unset, they use NVIDIA's repository.
 """
 
+import json
 import os
 import runpy
 from pathlib import Path
@@ -19,7 +31,7 @@ from gpubox.sim.target import (
     GPU_BURN_IN_TARGET,
     LIBRARY_IN_TARGET,
     REPLAY_BIN_IN_TARGET,
-    inventory_hosts,
+    list_targets,
 )
 
 _home = runpy.run_path(str(Path(__file__).with_name("home.py")))["_pg199_node"]
@@ -32,24 +44,38 @@ _expectations["stress"] = {
     "duration_s": int(os.environ.get("GPUBOX_SIM_BURN_SECONDS", "10")),
 }
 
-_software = {
-    "os": "debian-13",
-    "source": "debian",
+_simulated = {
     "build_kernel_modules": False,  # a container boots no kernel of its own
     "nvml_library": LIBRARY_IN_TARGET,
 }
+_software = {
+    "debian-13": {"os": "debian-13", "source": "debian", **_simulated},
+    "debian-12": {
+        "os": "debian-12",
+        "source": "cuda-repo",
+        # home.py's own pins, unchanged
+        **{
+            k: _home["software"][k]
+            for k in ("driver_version", "cuda_version", "nccl_version", "compute_capability")
+        },
+        **_simulated,
+    },
+}
 if os.environ.get("GPUBOX_NCCL_TESTS_URL"):
-    _software["nccl_tests"] = {
-        "url": os.environ["GPUBOX_NCCL_TESTS_URL"],
-        "sha256": os.environ["GPUBOX_NCCL_TESTS_SHA256"],
-        "version": os.environ.get("GPUBOX_NCCL_TESTS_VERSION", "0.0.0-standin"),
-    }
+    for _sw in _software.values():
+        _sw["nccl_tests"] = {
+            "url": os.environ["GPUBOX_NCCL_TESTS_URL"],
+            "sha256": os.environ["GPUBOX_NCCL_TESTS_SHA256"],
+            "version": os.environ.get("GPUBOX_NCCL_TESTS_VERSION", "0.0.0-standin"),
+        }
+if os.environ.get("GPUBOX_CUDA_REPO_SPEC"):
+    _software["debian-12"].update(json.loads(os.environ["GPUBOX_CUDA_REPO_SPEC"]))
 
 # The simulated node has no GPU: its benchmark tools are the replay of the scenario's recorded
 # output (gpubox/sim/replay.py, installed by `gpubox sim up`), a simulation input used nowhere else.
 _bench = {"tools_dir": REPLAY_BIN_IN_TARGET, "nccl_tests_dir": REPLAY_BIN_IN_TARGET}
 
-_running = inventory_hosts()
+_running = [t for t in list_targets() if t.running]
 if not _running:
     from pyinfra.api.exceptions import PyinfraError  # one line under pyinfra's CLI
 
@@ -57,7 +83,7 @@ if not _running:
 
 sim_nodes = hosts(
     [
-        (name, {**_expectations, "software": _software, "bench": _bench, **conn})
-        for name, conn in _running
+        (t.name, {**_expectations, "software": _software[t.os], "bench": _bench, **t.host_data})
+        for t in _running
     ]
 )

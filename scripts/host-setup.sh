@@ -5,7 +5,8 @@
 #   systemd-container  systemd-nspawn boots the simulated nodes
 #   zstd               packs and unpacks the cached base
 #   openssh-client     ssh / ssh-keygen: keys and the way in
-#   gcc, libc6-dev     build the simulated libnvidia-ml.so.1
+#   gcc, libc6-dev     build the simulated libnvidia-ml.so.1 (and the stand-in CUDA stubs)
+#   gpg, gpg-agent     sign the stand-in CUDA apt repository (dpkg-deb, in dpkg, builds it)
 #   chromium           headless: the tests render gpubox's HTML report and check its DOM
 set -eu
 
@@ -15,7 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 missing=""
-PACKAGES="debootstrap systemd-container zstd openssh-client gcc libc6-dev chromium"
+PACKAGES="debootstrap systemd-container zstd openssh-client gcc libc6-dev gpg gpg-agent chromium"
 for pkg in $PACKAGES; do
     status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
     [ "$status" = "installed" ] || missing="$missing $pkg"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from io import StringIO
 from pathlib import Path
 
 from pyinfra import host, logger
@@ -10,7 +11,7 @@ from pyinfra.facts.server import Command, Which
 from pyinfra.operations import apt, files, python, server, systemd
 
 from gpubox.spec import NodeSpec
-from tasks.ops import apt_pinned, verified_download
+from tasks.ops import apt_pinned, repository_reachable, verified_download
 from tasks.platforms import platform
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -56,7 +57,15 @@ def nvidia_driver(spec: NodeSpec):
             packages=plat.kernel_headers,
             hold=False,
         )
-    driver = apt_pinned(name=f"driver {spec.software.driver_version}", packages=plat.driver)
+    driver = apt_pinned(
+        name=f"driver {spec.software.driver_version}",
+        packages=plat.driver,
+        # NVIDIA's repository versions every part of a driver build with the driver (Debian's
+        # own archive does not: its nvidia-modprobe/-settings have their own versions, and its
+        # parts depend on each other with "="): there, move every installed part to the pinned
+        # build too, downwards included.
+        align=plat.driver_globs if spec.software.source == "cuda-repo" else None,
+    )
     systemd.service(
         name="enable nvidia-persistenced",
         service="nvidia-persistenced.service",
@@ -96,12 +105,27 @@ def _apt_sources(spec: NodeSpec, plat):
             suite="trixie",
         )
         return op.did_change
-    deb = "/var/cache/gpubox/cuda-keyring_1.1-1_all.deb"
+    # The repository must answer before anything of it is installed: a mirror that is down or a
+    # wrong URL stops here, naming both, with nothing added to apt's sources.
+    repository_reachable(
+        name="CUDA repository reachable",
+        url=plat.repo_url,
+        sources_list=plat.sources_list,
+    )
     download = verified_download(
         name="NVIDIA CUDA repository keyring (sha256-verified)",
         url=plat.keyring_url,
-        dest=deb,
+        dest=plat.keyring_deb,
         sha256=plat.keyring_sha256,
     )
-    install = apt.deb(name="install cuda-keyring", src=deb)
-    return lambda: download.did_change() or install.did_change()
+    install = apt.deb(name="install cuda-keyring", src=plat.keyring_deb)
+    # cuda-keyring's own entry names NVIDIA's URL; the spec's (a mirror, an apt cache, a local
+    # copy) replaces it. For NVIDIA's URL it is the same text, so nothing changes. dpkg keeps this
+    # edit of its conffile on a keyring upgrade (the install runs with --force-confold).
+    sources = files.put(
+        name=f"CUDA repository in apt's sources ({plat.repo_url})",
+        src=StringIO(plat.sources_line),
+        dest=plat.sources_list,
+        mode="644",
+    )
+    return lambda: download.did_change() or install.did_change() or sources.did_change()

@@ -10,6 +10,7 @@ from pyinfra.operations import files, server
 
 from gpubox import __version__, manifest
 from gpubox.spec import NodeSpec
+from tasks import gpu_burn
 from tasks.platforms import platform
 
 
@@ -34,6 +35,7 @@ def manifest_inputs(spec: NodeSpec) -> dict:
             "path": f"{sw.install_dir}/src/nccl-tests-{sw.nccl_tests.version}.tar.gz",
         }
     ]
+    builds = [{"path": f"{sw.install_dir}/nccl-tests/{sw.nccl_tests.version}"}]
     samples = f"{sw.install_dir}/cuda-samples/"
     if plat.samples_package:
         samples += next(iter(plat.samples_package.values())).rstrip("*")
@@ -46,22 +48,27 @@ def manifest_inputs(spec: NodeSpec) -> dict:
                 "path": f"{sw.install_dir}/src/cuda-samples-{sw.cuda_samples.version}.tar.gz",
             }
         )
-    if plat.keyring_url:
+    builds.append({"path": samples})
+    if sw.source == "debian":
+        packages.update(gpu_burn.DEBIAN_PACKAGE)
+    else:
         downloads.append(
             {
-                "url": plat.keyring_url,
-                "sha256": plat.keyring_sha256,
-                "path": "/var/cache/gpubox/cuda-keyring_1.1-1_all.deb",
+                "url": sw.gpu_burn.resolved_url,
+                "sha256": sw.gpu_burn.sha256,
+                "path": gpu_burn.tarball(spec),
             }
+        )
+        builds.append({"path": gpu_burn.prefix(spec)})
+    if plat.keyring_url:
+        downloads.append(
+            {"url": plat.keyring_url, "sha256": plat.keyring_sha256, "path": plat.keyring_deb}
         )
     return {
         "gpubox_version": __version__,
         "packages": packages,
         "downloads": downloads,
-        "builds": [
-            {"path": f"{sw.install_dir}/nccl-tests/{sw.nccl_tests.version}"},
-            {"path": samples},
-        ],
+        "builds": builds,
     }
 
 

@@ -4,7 +4,9 @@ Like pyinfra's operations, each reads facts first and yields commands only when 
 change, so a second deploy yields nothing:
 
 * :func:`apt_pinned`: install packages at version *patterns* (``nvidia-driver=550.163.01-*``)
-  and hold them; stock ``apt.packages`` compares exact versions only.
+  and hold them; stock ``apt.packages`` compares exact versions only. An install that was cut
+  short (dpkg killed, a power cut) is repaired first.
+* :func:`repository_reachable`: stop before a repository is used when the node cannot reach it.
 * :func:`verified_download`: download into a temporary file, compare sha256, and only then move
   into place; a mismatch stops the deploy showing both hashes and leaves nothing behind.
 * :func:`build_once`: run a build script into a versioned folder unless a stamp file records the
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import shlex
 
 from pyinfra import host
@@ -42,6 +45,44 @@ class HeldPackages(FactBase):
         return {line.strip() for line in output if line.strip()}
 
 
+class DpkgInterrupted(FactBase):
+    """What an interrupted dpkg left behind, or None: pending journal entries (numbered files in
+    ``/var/lib/dpkg/updates``, which is how apt tells "dpkg was interrupted") and the packages
+    ``dpkg --audit`` finds half installed, unpacked or half configured."""
+
+    def command(self):
+        return (
+            "{ ls /var/lib/dpkg/updates 2>/dev/null | grep -qE '^[0-9]+$' "
+            "&& echo 'dpkg journal pending'; "
+            "dpkg --audit 2>/dev/null | grep -E '^ [a-z0-9]' ; } || true"
+        )
+
+    def process(self, output):
+        lines = [line.strip() for line in output if line.strip()]
+        return "; ".join(lines) if lines else None
+
+
+class UrlProblem(FactBase):
+    """Why the node cannot fetch ``url`` (curl's or wget's error), or None when it can."""
+
+    def command(self, url):
+        q = shlex.quote(url)
+        if url.startswith("file://"):  # a copy on the node: no curl needed (a netinst has none)
+            path = shlex.quote(url[len("file://") :])
+            return f'test -r {path} && echo ok || echo "no readable file {url[len("file://") :]}"'
+        return (
+            "if command -v curl >/dev/null; then "
+            f"out=$(curl -sSf -o /dev/null --connect-timeout 10 --max-time 60 {q} 2>&1) "
+            '&& echo ok || echo "${out:-curl: exit $?}"; '
+            f"else wget -q -O /dev/null --timeout=30 --tries=1 {q} && echo ok "
+            '|| echo "wget: exit $?"; fi'
+        )
+
+    def process(self, output):
+        text = " ".join(line.strip() for line in output if line.strip())
+        return None if text == "ok" else (text or "no answer")
+
+
 class FileText(FactBase):
     """A small file's text, or None when it does not exist."""
 
@@ -53,12 +94,34 @@ class FileText(FactBase):
         return "\n".join(output) if output else None
 
 
+# Finish an interrupted dpkg run (see apt_pinned). A status whose second letter is H (half
+# installed) or whose third is R (reinstall required) cannot be configured, only reinstalled.
+REPAIR_DPKG = (
+    f"export {APT_ENV}; "
+    "dpkg --configure -a --force-confdef --force-confold || true; "
+    "broken=$(dpkg-query -W -f '${db:Status-Abbrev} ${Package}\\n' "
+    "| awk '$1 ~ /^.H/ || $1 ~ /^..R/ {print $2}'); "
+    'if [ -n "$broken" ]; then '
+    f"{APT_INSTALL.split(' ', 1)[1]} --reinstall $broken; fi; "
+    f"{APT_INSTALL.split(' ', 1)[1]} -f"
+)
+
+# An NVIDIA driver build's version (570.124.06-1, 570.124.06-0ubuntu1, 575.57.08-1): what `align`
+# moves. Other packages whose names match a driver glob (nvidia-container-toolkit 1.17.4-1, ...)
+# are not parts of the driver and are left alone.
+_DRIVER_BUILD = re.compile(r"\d{3}\.\d{2,3}(\.\d{2})?-")
+
+
 @operation()
-def apt_pinned(packages: dict[str, str], hold: bool = True):
+def apt_pinned(packages: dict[str, str], hold: bool = True, align: dict[str, str] | None = None):
     """Install each package at a version matching its pattern, then hold it.
 
     + packages: ``{name: version pattern}``, e.g. ``{"nvidia-driver": "550.163.01-*"}``
     + hold: ``apt-mark hold`` them, so ``apt upgrade`` cannot move them
+    + align: ``{name glob: version pattern}``: every *installed* driver part whose name matches
+      a glob and whose version does not match is requested at the pattern too. Meta-packages
+      depend on their parts with ``>=``, so going back to an older build (or repairing a part
+      moved by hand) would otherwise move the meta-packages only.
 
     **Example:**
 
@@ -66,14 +129,30 @@ def apt_pinned(packages: dict[str, str], hold: bool = True):
 
         apt_pinned(name="NCCL", packages={"libnccl2": "2.22.3-*", "libnccl-dev": "2.22.3-*"})
     """
+    interrupted = host.get_fact(DpkgInterrupted)
+    if interrupted:
+        # apt refuses to install anything until dpkg finishes what it was doing ("dpkg was
+        # interrupted, you must manually run 'dpkg --configure -a'"). That configures what was
+        # unpacked; a package caught half-way through its unpack ("very bad inconsistent state:
+        # reinstall it") can only be reinstalled, at the version the pins now choose; then
+        # `apt-get -f install` settles the rest and the install below does what is left.
+        yield StringCommand("sh", "-c", shlex.quote(REPAIR_DPKG))
     installed = host.get_fact(DebPackages)
     wrong = []
     for name, pattern in packages.items():
         versions = installed.get(name, set())
         if not any(fnmatch.fnmatchcase(v, pattern) for v in versions):
             wrong.append(f"{name}={pattern}")
+    for glob, pattern in (align or {}).items():
+        for name, versions in sorted(installed.items()):
+            if name in packages or not fnmatch.fnmatchcase(name, glob):
+                continue
+            if any(_DRIVER_BUILD.match(v) for v in versions) and not any(
+                fnmatch.fnmatchcase(v, pattern) for v in versions
+            ):
+                wrong.append(f"{name}={pattern}")
     if wrong:
-        yield f"{APT_INSTALL} " + " ".join(shlex.quote(w) for w in wrong)
+        yield f"{APT_INSTALL} " + " ".join(shlex.quote(w) for w in dict.fromkeys(wrong))
     if hold:
         held = host.get_fact(HeldPackages)
         unheld = sorted(set(packages) - held)
@@ -99,12 +178,20 @@ def verified_download(url: str, dest: str, sha256: str, mode: str = "644"):
     if host.get_fact(File, path=dest) and host.get_fact(Sha256File, path=dest) == sha256:
         return
     tmp = f"{dest}.part"
+    if url.startswith("file://"):  # a local copy (an air-gapped node's mirror): no curl needed
+        fetch = f"cp {shlex.quote(url[len('file://') :])} {shlex.quote(tmp)} "
+    else:
+        fetch = (
+            f"if command -v curl >/dev/null; then curl -sSLf --retry 3 -o {shlex.quote(tmp)} "
+            f"{shlex.quote(url)}; else wget -q -O {shlex.quote(tmp)} {shlex.quote(url)}; fi "
+        )
     script = (
         "set -e; "
         f"mkdir -p {shlex.quote(dest.rsplit('/', 1)[0])}; "
         f"rm -f {shlex.quote(tmp)}; "
-        f"if command -v curl >/dev/null; then curl -sSLf --retry 3 -o {shlex.quote(tmp)} "
-        f"{shlex.quote(url)}; else wget -q -O {shlex.quote(tmp)} {shlex.quote(url)}; fi; "
+        + fetch
+        + f'|| {{ rm -f {shlex.quote(tmp)}; echo "gpubox: downloading {url} failed; nothing was '
+        f'installed from it" >&2; exit 1; }}; '
         f"got=$(sha256sum {shlex.quote(tmp)} | cut -d' ' -f1); "
         f'if [ "$got" != {shlex.quote(sha256)} ]; then rm -f {shlex.quote(tmp)}; '
         f'echo "gpubox: sha256 mismatch for {url}: expected {sha256}, got $got; nothing was '
@@ -146,3 +233,35 @@ def build_once(stamp: str, inputs: dict, script: str, prefix: str):
     if not stamp.startswith(prefix + "/"):
         raise OperationError(f"build_once: stamp {stamp} must live inside {prefix}")
     yield StringCommand("sh", "-c", shlex.quote(body))
+
+
+@operation()
+def repository_reachable(url: str, sources_list: str | None = None):
+    """Fail, naming the URL and the host, unless the node can fetch ``{url}Release``.
+
+    + url: base URL of an apt repository (a flat one: ``deb URL /``)
+    + sources_list: the sources entry that names it, to say whether an earlier deploy left it
+
+    Yields nothing when the repository answers, so it never counts as a change.
+
+    **Example:**
+
+    .. code:: python
+
+        repository_reachable(url="https://developer.download.nvidia.com/compute/cuda/repos/debian12/x86_64/")
+    """
+    problem = host.get_fact(UrlProblem, url=f"{url}Release")
+    if problem is None:
+        return
+    earlier = host.get_fact(FileText, path=sources_list) if sources_list else None
+    left = (
+        f"apt's sources are as an earlier deploy left them ({sources_list}: {earlier.strip()})"
+        if earlier
+        else "nothing was added to apt's sources"
+    )
+    message = (
+        f"gpubox: host {host.name} cannot reach the CUDA repository {url} ({problem}), expected "
+        f"{url}Release to download: check the URL (software.cuda_repo.url) and the node's "
+        f"network or proxy; {left}, and nothing was installed from it"
+    )
+    yield StringCommand("sh", "-c", shlex.quote(f"echo {shlex.quote(message)} >&2; exit 1"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gpubox.spec import CUDA_KEYRING_SHA256, NodeSpec
+from gpubox.spec import CUDA_REPO_DISTRO, NodeSpec
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,24 @@ class Platform:
     samples_root: str | None  # where the packaged sources live
     keyring_url: str | None = None
     keyring_sha256: str | None = None
+    keyring_deb: str | None = None  # where the verified keyring package is kept on the node
+    repo_url: str | None = None  # the CUDA repository (or mirror) apt installs from
+    sources_list: str | None = None  # the sources entry, where cuda-keyring puts its own
+
+    @property
+    def sources_line(self) -> str:
+        """The sources entry for ``repo_url``, as cuda-keyring writes it for NVIDIA's URL."""
+        return f"deb [signed-by={CUDA_KEYRING}] {self.repo_url} /\n"
+
+
+# What NVIDIA's cuda-keyring package installs (NVIDIA/apt-packaging-cuda-keyring,
+# debian/templates/cuda-keyring.install.in and cuda-REPO.list.in): the key, and a sources entry
+# named after the repository folder that points at NVIDIA's URL.
+CUDA_KEYRING = "/usr/share/keyrings/cuda-archive-keyring.gpg"
+
+
+def sources_list_path(distro: str) -> str:
+    return f"/etc/apt/sources.list.d/cuda-{distro}-x86_64.list"
 
 
 def _xy(version: str) -> str:
@@ -64,19 +82,20 @@ def platform(spec: NodeSpec) -> Platform:
             samples_package={"nvidia-cuda-samples": f"{_xy(cuda)}*"},
             samples_root="/usr/share/doc/nvidia-cuda-toolkit/examples",
         )
-    repo = {"ubuntu-24.04": "ubuntu2404", "ubuntu-22.04": "ubuntu2204", "debian-12": "debian12"}[
-        sw.os
-    ]
+    distro = CUDA_REPO_DISTRO[sw.os]
     branch = driver.split(".")[0]
     cuda_xy = _xy(cuda)
     headers = "linux-headers-amd64" if sw.os.startswith("debian") else "linux-headers-generic"
+    if sw.os.startswith("debian"):
+        # NVIDIA's Debian repositories republish Debian's own driver packaging (nvidia-driver,
+        # libcuda1, nvidia-kernel-dkms, firmware-nvidia-gsp, xserver-xorg-video-nvidia, ...).
+        globs = ("nvidia-*", "libnvidia-*", "libcuda*", "libnvcuvid*", "firmware-nvidia-*")
+        globs += ("xserver-xorg-video-nvidia*",)
+    else:  # Ubuntu's names carry the branch: nvidia-driver-570, libnvidia-compute-570, ...
+        globs = ("nvidia-*", "libnvidia-*", "xserver-xorg-video-nvidia-*")
     return Platform(
         driver={f"cuda-drivers-{branch}": f"{driver}-*", "cuda-drivers": f"{driver}-*"},
-        driver_globs={
-            "nvidia-*": f"{driver}-*",
-            "libnvidia-*": f"{driver}-*",
-            "xserver-xorg-video-nvidia-*": f"{driver}-*",
-        },
+        driver_globs=dict.fromkeys(globs, f"{driver}-*"),
         kernel_headers={headers: "*"},
         cuda={f"cuda-toolkit-{cuda_xy.replace('.', '-')}": f"{cuda}-*"},
         nccl={"libnccl2": f"{nccl}-*+cuda{cuda_xy}", "libnccl-dev": f"{nccl}-*+cuda{cuda_xy}"},
@@ -92,11 +111,11 @@ def platform(spec: NodeSpec) -> Platform:
         python="python3.11" if sw.os == "ubuntu-22.04" else "python3",
         samples_package={},
         samples_root=None,
-        keyring_url=(
-            f"https://developer.download.nvidia.com/compute/cuda/repos/{repo}/x86_64/"
-            "cuda-keyring_1.1-1_all.deb"
-        ),
-        keyring_sha256=CUDA_KEYRING_SHA256[sw.os],
+        keyring_url=sw.cuda_repo.keyring_url(sw.os),
+        keyring_sha256=sw.cuda_repo.keyring_sha256(sw.os),
+        keyring_deb=f"/var/cache/gpubox/cuda-keyring_{sw.cuda_repo.keyring.version}_all.deb",
+        repo_url=sw.cuda_repo.resolved_url(sw.os),
+        sources_list=sources_list_path(distro),
     )
 
 

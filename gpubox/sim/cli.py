@@ -25,10 +25,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("up", help="create (first time) and boot a simulated node")
     p.add_argument("--name", default=t.DEFAULT_NAME, help=f"target name (default {t.DEFAULT_NAME})")
     p.add_argument(
+        "--os",
+        dest="os_release",
+        choices=sorted(t.OS_SUITES),
+        default=None,
+        help=f"the node's OS, chosen when it is created (default {t.DEFAULT_OS}; debian-12 "
+        "runs the cuda-repo install path)",
+    )
+    p.add_argument(
         "--scenario",
         default=None,
-        help=f"scenario name or file (default {t.DEFAULT_SCENARIO} for a new target, "
-        "the current one when booting an existing target again)",
+        help="scenario name or file (default for a new target: "
+        + ", ".join(f"{os_}: {name}" for os_, name in sorted(t.DEFAULT_SCENARIOS.items()))
+        + "; the current one when booting an existing target again)",
     )
     p.add_argument("--timeout", type=float, default=t.BOOT_TIMEOUT_S, help="boot timeout (s)")
     p.add_argument("--json", action="store_true", help="print the target as JSON")
@@ -71,7 +80,7 @@ def _describe(target) -> str:
     login = " ".join(shlex.quote(part) for part in target.ssh_command())
     return "\n".join(
         [
-            f"{target.name}: {target.state} on 127.0.0.1:{target.port} "
+            f"{target.name}: {target.os}, {target.state} on 127.0.0.1:{target.port} "
             f"(scenario {target.scenario})",
             f"  ssh:               {login}",
             f"  pyinfra inventory: {target.inventory_file}",
@@ -83,7 +92,7 @@ def _describe(target) -> str:
 
 
 def _up(args, t) -> int:
-    target = t.up(args.name, args.scenario, timeout=args.timeout)
+    target = t.up(args.name, args.scenario, os_release=args.os_release, timeout=args.timeout)
     print(json.dumps(target.to_json(), indent=2) if args.json else _describe(target))
     return 0
 
@@ -111,11 +120,12 @@ def _ls(args, t) -> int:
     if not targets:
         print(f"no simulated nodes under {t.sim_home()}")
         return 0
-    rows = [("NAME", "STATE", "PORT", "PID", "SCENARIO", "CREATED")]
+    rows = [("NAME", "OS", "STATE", "PORT", "PID", "SCENARIO", "CREATED")]
     for target in targets:
         rows.append(
             (
                 target.name,
+                target.os,
                 target.state,
                 str(target.port or "-"),
                 str(target.pid or "-"),

@@ -20,12 +20,15 @@ SOURCE = Path(__file__).resolve().parent / "standin" / "nccl-tests"
 VERSION = "0.0.0-standin"
 
 
-def tarball(version: str = VERSION) -> bytes:
-    """A byte-for-byte reproducible ``nccl-tests-VERSION.tar.gz`` of the stand-in source."""
+def tarball(version: str = VERSION, project: str = "nccl-tests") -> bytes:
+    """A byte-for-byte reproducible ``PROJECT-VERSION.tar.gz`` of a stand-in source tree
+    (``gpubox/sim/standin/PROJECT``: nccl-tests, cuda-samples, gpu-burn), laid out like GitHub's
+    archive of a tag (one top folder ``PROJECT-VERSION/``)."""
+    source = SOURCE.parent / project
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in sorted(p for p in SOURCE.rglob("*") if p.is_file()):
-            info = tarfile.TarInfo(f"nccl-tests-{version}/{path.relative_to(SOURCE)}")
+        for path in sorted(p for p in source.rglob("*") if p.is_file()):
+            info = tarfile.TarInfo(f"{project}-{version}/{path.relative_to(source)}")
             data = path.read_bytes()
             info.size, info.mode, info.mtime = len(data), 0o644, 0
             tar.addfile(info, io.BytesIO(data))

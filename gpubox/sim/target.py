@@ -1,6 +1,7 @@
-"""Simulated GPU nodes: booted Debian 13 systemd-nspawn containers reached over SSH on 127.0.0.1.
+"""Simulated GPU nodes: booted Debian systemd-nspawn containers reached over SSH on 127.0.0.1.
 
-Each target is a full booted trixie system (systemd as PID 1, sshd, apt) whose NVML library is
+Each target is a full booted Debian 13 (trixie) or Debian 12 (bookworm) system (``os``: systemd
+as PID 1, sshd, apt) whose NVML library is
 the simulated ``libnvidia-ml.so.1`` from :mod:`gpubox.sim.nvml`, driven by a scenario file from
 :mod:`gpubox.sim.scenario`. pyinfra deploys to it and pytest-testinfra checks it exactly as it
 would a real node; a reboot stops the container and boots the same root file system again, so
@@ -9,14 +10,14 @@ would a real node; a reboot stops the container and boots the same root file sys
 Layout outside the target::
 
     $GPUBOX_SIM_CACHE (default /var/cache/gpubox/sim)
-        base-trixie-<hash>.tar.zst   debootstrapped root file system, shared by all targets
+        base-<suite>-<hash>.tar.zst  debootstrapped root file system per OS, shared by its targets
         apt-archives/                bind-mounted onto every target's /var/cache/apt/archives
     $GPUBOX_SIM_HOME (default /var/lib/gpubox/sim)/<name>/
         rootfs/                      the target's root file system
         id_ed25519[.pub]             the target's SSH test key (root login)
         known_hosts                  the target's host keys (``[127.0.0.1]:PORT ssh-ed25519 ...``)
         ssh_config                   ``ssh -F ssh_config <name>``
-        target.json                  name, port, pid, scenario, key path, created, ...
+        target.json                  name, os, port, pid, scenario, key path, created, ...
         inventory.json, inventory.py pyinfra host data of this target
         nspawn.log                   console output of every boot
 
@@ -55,7 +56,10 @@ from pathlib import Path
 # --------------------------------------------------------------------------------------------
 
 RECIPE_VERSION = 2
-SUITE = "trixie"
+# The OS releases a target can run, and the Debian suite each is debootstrapped from.
+OS_SUITES = {"debian-13": "trixie", "debian-12": "bookworm"}
+DEFAULT_OS = "debian-13"
+SUITE = OS_SUITES[DEFAULT_OS]
 MIRROR = "http://deb.debian.org/debian"
 VARIANT = "minbase"
 COMPONENTS = ("main", "contrib", "non-free", "non-free-firmware")
@@ -77,6 +81,9 @@ PACKAGES = (
 
 DEFAULT_NAME = "sim0"
 DEFAULT_SCENARIO = "pg199-quad-debian13"
+# A new target's scenario per OS: what the node reports after that OS's deploy (Debian 12 runs
+# the first user's cuda-repo install: driver 570.124.06).
+DEFAULT_SCENARIOS = {"debian-13": DEFAULT_SCENARIO, "debian-12": "pg199-quad-cuda-repo"}
 
 # Paths inside the target.
 LIBRARY_IN_TARGET = "/usr/lib/gpubox-sim/libnvidia-ml.so.1"
@@ -369,10 +376,18 @@ def _pick_port(avoid: set[int]) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def base_key() -> str:
-    """Hash of everything the base root file system is built from."""
+def check_os(os_release: str) -> str:
+    if os_release not in OS_SUITES:
+        raise SimError(
+            f"unknown OS {os_release!r} for a simulated node; known: {', '.join(OS_SUITES)}"
+        )
+    return os_release
+
+
+def base_key(os_release: str = DEFAULT_OS) -> str:
+    """Hash of everything the base root file system of ``os_release`` is built from."""
     recipe = {
-        "suite": SUITE,
+        "suite": OS_SUITES[check_os(os_release)],
         "mirror": MIRROR,
         "variant": VARIANT,
         "components": list(COMPONENTS),
@@ -382,8 +397,8 @@ def base_key() -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def base_tarball_path() -> Path:
-    return cache_dir() / f"base-{SUITE}-{base_key()}.tar.zst"
+def base_tarball_path(os_release: str = DEFAULT_OS) -> Path:
+    return cache_dir() / f"base-{OS_SUITES[check_os(os_release)]}-{base_key(os_release)}.tar.zst"
 
 
 _TAR_FLAGS = ["--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls"]
@@ -418,14 +433,15 @@ def _customize_base(root: Path) -> None:
         deb.unlink()
 
 
-def ensure_base(progress: Progress | None = _stderr_progress) -> Path:
-    """The cached base tarball, built first if missing (takes ~30-60 s).
+def ensure_base(progress: Progress | None = _stderr_progress, os_release: str = DEFAULT_OS) -> Path:
+    """The cached base tarball of ``os_release``, built first if missing (takes ~30-60 s).
 
     Built atomically: the tarball appears under its final name only once complete, and a
     build killed half-way leaves only a build folder that the next build removes.
     """
     say = progress or (lambda _message: None)
-    tarball = base_tarball_path()
+    tarball = base_tarball_path(os_release)
+    key = base_key(os_release)
     if tarball.exists():
         return tarball
     check_tools(_BUILD_TOOLS)
@@ -437,13 +453,13 @@ def ensure_base(progress: Progress | None = _stderr_progress) -> Path:
             _remove_tree(stale)
         for stale in cache.glob(".base-*.partial"):
             stale.unlink()
-        build = Path(tempfile.mkdtemp(prefix=f"build-{base_key()}-", dir=cache))
+        build = Path(tempfile.mkdtemp(prefix=f"build-{key}-", dir=cache))
         try:
             root = build / "root"
-            _debootstrap(root, build / "debootstrap.log", say)
+            _debootstrap(root, build / "debootstrap.log", say, OS_SUITES[os_release])
             _customize_base(root)
             say(f"packing base root file system into {tarball}")
-            partial = cache / f".base-{base_key()}.{os.getpid()}.partial"
+            partial = cache / f".base-{key}.{os.getpid()}.partial"
             with open(partial, "wb") as out:
                 tar = subprocess.Popen(
                     ["tar", *_TAR_FLAGS, "-C", str(root), "-cf", "-", "."],
@@ -463,17 +479,17 @@ def ensure_base(progress: Progress | None = _stderr_progress) -> Path:
     return tarball
 
 
-def _debootstrap(root: Path, log: Path, say: Progress) -> None:
+def _debootstrap(root: Path, log: Path, say: Progress, suite: str = SUITE) -> None:
     cmd = [
         "debootstrap",
         f"--variant={VARIANT}",
         f"--components={','.join(COMPONENTS)}",
         f"--include={','.join(PACKAGES)}",
-        SUITE,
+        suite,
         str(root),
         MIRROR,
     ]
-    say(f"building the base root file system: debootstrap {SUITE} (about a minute, once)")
+    say(f"building the base root file system: debootstrap {suite} (about a minute, once)")
     start = time.monotonic()
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -525,6 +541,7 @@ class Target:
     running: bool = False
     booted: str | None = None
     base: Path | None = None
+    os: str = DEFAULT_OS  # the Debian release it runs (OS_SUITES)
 
     @property
     def rootfs(self) -> Path:
@@ -582,6 +599,7 @@ class Target:
     def to_json(self) -> dict:
         return {
             "name": self.name,
+            "os": self.os,
             "port": self.port,
             "pid": self.pid,
             "scenario": self.scenario,
@@ -620,6 +638,7 @@ def _load(name: str) -> tuple[Target, dict] | None:
         pid=raw.get("pid"),
         booted=raw.get("booted"),
         base=Path(raw["base"]) if raw.get("base") else None,
+        os=raw.get("os") or DEFAULT_OS,  # targets made before the OS was recorded: Debian 13
     )
     target.running = _is_nspawn_of(target.pid, target.rootfs)
     if not target.running:
@@ -630,6 +649,7 @@ def _load(name: str) -> tuple[Target, dict] | None:
 def _save(target: Target, extra: dict | None = None) -> None:
     record = {
         "name": target.name,
+        "os": target.os,
         "port": target.port,
         "pid": target.pid,
         "scenario": target.scenario,
@@ -838,18 +858,21 @@ def _pem_body(cert: Path) -> str:
 # ----- preparing a root file system ---------------------------------------------------------
 
 
-def base_dir_path(key: str | None = None) -> Path:
-    """The unpacked base root file system: the read-only lower layer of every target."""
-    return cache_dir() / f"base-{SUITE}-{key or base_key()}"
+def base_dir_path(key: str | None = None, os_release: str = DEFAULT_OS) -> Path:
+    """The unpacked base root file system: the read-only lower layer of every target of an OS."""
+    suite = OS_SUITES[check_os(os_release)]
+    return cache_dir() / f"base-{suite}-{key or base_key(os_release)}"
 
 
-def ensure_base_dir(progress: Progress | None = _stderr_progress) -> Path:
-    """The unpacked base (from the cached tarball, built first if missing)."""
+def ensure_base_dir(
+    progress: Progress | None = _stderr_progress, os_release: str = DEFAULT_OS
+) -> Path:
+    """The unpacked base of ``os_release`` (from the cached tarball, built first if missing)."""
     say = progress or (lambda _message: None)
-    lower = base_dir_path()
+    lower = base_dir_path(os_release=os_release)
     if lower.is_dir():
         return lower
-    tarball = ensure_base(progress)
+    tarball = ensure_base(progress, os_release)
     with _locked(cache_dir() / ".build.lock"):
         if lower.is_dir():
             return lower
@@ -1241,13 +1264,16 @@ def up(
     name: str = DEFAULT_NAME,
     scenario: str | None = None,
     *,
+    os_release: str | None = None,
     timeout: float = BOOT_TIMEOUT_S,
     progress: Progress | None = _stderr_progress,
 ) -> Target:
     """Boot the target ``name``; create it from the cached base first if it does not exist.
 
-    ``scenario`` (a scenario name or file) defaults to DEFAULT_SCENARIO for a new target and
-    to the target's current scenario when its root file system already exists ("boot again").
+    ``os_release`` (OS_SUITES; default DEFAULT_OS) is chosen when the target is created; booting
+    an existing target with another one is an error. ``scenario`` (a scenario name or file)
+    defaults to the OS's DEFAULT_SCENARIOS entry for a new target and to the target's current
+    scenario when its root file system already exists ("boot again").
     """
     say = progress or (lambda _message: None)
     check_host()
@@ -1268,17 +1294,26 @@ def up(
                 f"a simulated node named {name!r} is already running (pid {others[0]}), "
                 "probably under another GPUBOX_SIM_HOME: pick another name"
             )
+        if os_release is not None:
+            check_os(os_release)
         if loaded is not None:
             target = loaded[0]
+            if os_release is not None and os_release != target.os:
+                raise SimError(
+                    f"simulated node {name!r} runs {target.os}, not {os_release}: "
+                    f"`gpubox sim down --purge {name}` first, or pick another name"
+                )
         else:
+            chosen = os_release or DEFAULT_OS
             target = Target(
                 name=name,
                 port=0,
                 key=state_dir / "id_ed25519",
                 ssh_config=state_dir / "ssh_config",
                 state_dir=state_dir,
-                scenario=DEFAULT_SCENARIO,
+                scenario=DEFAULT_SCENARIOS[chosen],
                 created=_now(),
+                os=chosen,
             )
         if scenario is not None:
             target.scenario = scenario
@@ -1286,7 +1321,7 @@ def up(
         state_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(state_dir, 0o700)
         if loaded is None or not raw.get("base"):
-            lower = ensure_base_dir(progress)
+            lower = ensure_base_dir(progress, target.os)
             say(f"creating {name} on {lower.name}")
         else:
             lower = Path(raw["base"])
@@ -1423,7 +1458,10 @@ def ssh(name: str, *command: str, timeout: float | None = 120) -> subprocess.Com
 
 __all__ = [
     "DEFAULT_NAME",
+    "DEFAULT_OS",
     "DEFAULT_SCENARIO",
+    "DEFAULT_SCENARIOS",
+    "OS_SUITES",
     "LIBRARY_IN_TARGET",
     "SCENARIO_IN_TARGET",
     "STATE_IN_TARGET",

@@ -17,7 +17,10 @@ BIN = Path(sys.executable).parent
 # Fixed, so the node spec (which records the URL) is the same every run; override to run two
 # test sessions side by side.
 STANDIN_PORT = int(os.environ.get("GPUBOX_STANDIN_PORT", "38799"))
+# The stand-in CUDA repository's port (gpubox.sim.cuda_repo), fixed for the same reason.
+CUDA_REPO_PORT = int(os.environ.get("GPUBOX_CUDA_REPO_PORT", "38800"))
 HEALTHY = "pg199-quad-debian13"
+HEALTHY_CUDA_REPO = "pg199-quad-cuda-repo"
 # The integration tests' node; another name lets two test sessions share the machine (nspawn
 # machine names are machine-wide).
 NODE_NAME = os.environ.get("GPUBOX_TEST_NODE_NAME", "node0")

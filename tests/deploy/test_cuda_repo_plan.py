@@ -63,7 +63,7 @@ if str(ROOT) not in sys.path:  # as deploy.py does, so `tasks` is the module the
 
 from tasks.gpubox_venv import artifacts  # noqa: E402
 from tasks.manifest import ManifestCurrent  # noqa: E402
-from tasks.ops import FileText, HeldPackages  # noqa: E402
+from tasks.ops import DpkgInterrupted, FileText, HeldPackages, UrlProblem  # noqa: E402
 
 # =================================================================================================
 # The harness: plan deploy.py with facts from a table
@@ -331,6 +331,20 @@ KEYRING = {  # os: (repository, sha256 of its cuda-keyring_1.1-1_all.deb)
     ),
     "debian-12": ("debian12", "e7f219eab6fe4819cdb5c15b98233dc3420302d9c00883219cd3d896857cf48d"),
 }
+CUDA_KEYRING_GPG = "/usr/share/keyrings/cuda-archive-keyring.gpg"
+
+
+def repository(os_release: str) -> str:
+    return (
+        f"https://developer.download.nvidia.com/compute/cuda/repos/{KEYRING[os_release][0]}/x86_64/"
+    )
+
+
+def sources_list(os_release: str) -> str:
+    """Where cuda-keyring puts its sources entry (and the deploy keeps it)."""
+    return f"/etc/apt/sources.list.d/cuda-{KEYRING[os_release][0]}-x86_64.list"
+
+
 NCCL_TESTS_URL = "https://github.com/NVIDIA/nccl-tests/archive/v2.17.6.tar.gz"
 NCCL_TESTS_SHA256 = "38974e70342150ede0e3fb8fd24bfe60ccbde90fa20241716ba8bb338e6b61a0"
 SAMPLES_URL = "https://github.com/NVIDIA/cuda-samples/archive/refs/tags/v12.4.tar.gz"
@@ -448,13 +462,21 @@ def fresh_node(data: dict, update_grub: str | None = "/usr/sbin/update-grub") ->
     """Every fact the deploy reads on a freshly installed node: nothing of ours on it."""
     at = Layout.of(data)
     tuning = data.get("tuning", {})
+    os_release = data["software"]["os"]
+    repo = NodeSpec.from_data(data, host="home").software.cuda_repo.resolved_url(os_release)
     facts = {
-        fact(DebPackages): BASE_PACKAGES[data["software"]["os"]],
+        fact(DebPackages): BASE_PACKAGES[os_release],
         fact(HeldPackages): set(),
+        fact(DpkgInterrupted): None,  # no install was ever cut short here
         fact(TmpDir): "/tmp",  # where pyinfra stages uploads
-        # NVIDIA driver: repository keyring, apt pins, nouveau blacklist, persistence daemon
+        # NVIDIA driver: the repository answers; its keyring and sources entry, apt pins,
+        # nouveau blacklist, persistence daemon
+        fact(UrlProblem, url=f"{repo}Release"): None,
         fact(File, path=KEYRING_DEB): None,
         fact(DebPackage, package=KEYRING_DEB): None,
+        fact(File, path=sources_list(os_release)): None,
+        fact(Directory, path=sources_list(os_release)): None,
+        fact(Directory, path="/etc/apt/sources.list.d"): root_dir(),
         fact(File, path=PIN_FILE): None,
         fact(Directory, path=PIN_FILE): None,
         fact(Directory, path="/etc/apt/preferences.d"): root_dir(),
@@ -547,12 +569,17 @@ def installed_node(data: dict, fresh: Plan) -> dict:
 
     packages = {**BASE_PACKAGES["ubuntu-24.04"]}
     packages.update({name: {version} for name, version in INSTALLED_24_04.items()})
+    repo = sw.cuda_repo.resolved_url("ubuntu-24.04")
     facts = {
         fact(DebPackages): packages,
         fact(HeldPackages): set(HELD),
+        fact(DpkgInterrupted): None,
+        fact(UrlProblem, url=f"{repo}Release"): None,
         fact(File, path=KEYRING_DEB): root_file(),
         fact(Sha256File, path=KEYRING_DEB): KEYRING["ubuntu-24.04"][1],
         fact(DebPackage, package=KEYRING_DEB): {"name": "cuda-keyring", "version": "1.1-1"},
+        **as_uploaded(sources_list("ubuntu-24.04")),
+        fact(Directory, path="/etc/apt/sources.list.d"): root_dir(),
         **as_uploaded(PIN_FILE),
         fact(Directory, path="/etc/apt/preferences.d"): root_dir(),
         **as_uploaded(BLACKLIST),
@@ -704,6 +731,8 @@ def test_the_deploy_reads_only_these_kinds_of_fact(plan_deploy, home):
     plan = plan_deploy(home, fresh_node(home))  # exact: every table entry read, none missing
     kinds = {cls.__name__ for cls, _ in plan.facts.read}
     assert kinds == {
+        "UrlProblem",
+        "DpkgInterrupted",
         "DebPackages",
         "DebPackage",
         "HeldPackages",
@@ -797,6 +826,150 @@ def test_the_repository_keyring_is_downloaded_sha256_verified_then_installed(
         f"dpkg --force-confdef --force-confold -i {KEYRING_DEB}"
     )
     assert plan.op("apt update (sources or pins changed)").shell == ["apt-get update"]
+
+
+def test_the_repository_is_checked_first_and_named_in_apt_sources_after_its_keyring(
+    plan_deploy, home
+):
+    plan = plan_deploy(home, fresh_node(home))
+    at = plan.names.index
+    # The reachability check is the deploy's very first operation: nothing runs before it.
+    assert plan.names[0] == "NVIDIA driver | CUDA repository reachable"
+    assert plan.op("CUDA repository reachable").commands == []  # it answers: no change
+    repo = repository("ubuntu-24.04")
+    entry = plan.op(f"CUDA repository in apt's sources ({repo})")
+    assert at("NVIDIA driver | install cuda-keyring") < at(entry.name)
+    assert at(entry.name) < at("NVIDIA driver | apt update (sources or pins changed)")
+    # NVIDIA's own entry (NVIDIA/apt-packaging-cuda-keyring, cuda-REPO.list.in), byte for byte.
+    assert entry.uploads == {
+        sources_list("ubuntu-24.04"): f"deb [signed-by={CUDA_KEYRING_GPG}] {repo} /\n".encode()
+    }
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "http://apt-cache.lan:3142/nvidia/{distro}/x86_64",
+            "http://apt-cache.lan:3142/nvidia/debian12/x86_64/",
+        ),
+        ("file:///srv/mirror/cuda/debian12/x86_64/", "file:///srv/mirror/cuda/debian12/x86_64/"),
+    ],
+    ids=["apt-cache", "air-gapped-file"],
+)
+def test_a_mirror_replaces_nvidia_s_url_everywhere(plan_deploy, home, url, expected):
+    data = variant(home, os="debian-12", cuda_repo={"url": url})
+    plan = plan_deploy(data, fresh_node(data))
+    assert plan.facts.table[fact(UrlProblem, url=f"{expected}Release")] is None
+    (script,) = plan.op("NVIDIA CUDA repository keyring (sha256-verified)").scripts
+    keyring = f"{expected}cuda-keyring_1.1-1_all.deb"
+    if expected.startswith("file://"):  # a copy on the node: copied, no curl needed
+        assert f"cp {keyring[len('file://') :]} {KEYRING_DEB}.part ||" in script
+    else:
+        assert f"-o {KEYRING_DEB}.part {keyring};" in script
+    assert KEYRING["debian-12"][1] in script  # the same file, so NVIDIA's sha256
+    entry = plan.op(f"CUDA repository in apt's sources ({expected})")
+    assert entry.uploads[sources_list("debian-12")].decode() == (
+        f"deb [signed-by={CUDA_KEYRING_GPG}] {expected} /\n"
+    )
+    assert "developer.download.nvidia.com" not in "\n".join(plan_shell(plan))
+
+
+def test_a_keyring_of_another_version_needs_its_sha256():
+    data = {"gpus": [{"bus_id": "04:00.0"}], "software": {"os": "debian-12", "source": "cuda-repo"}}
+    data["software"]["cuda_repo"] = {"keyring": {"version": "1.2-1"}}
+    with pytest.raises(
+        ValueError,
+        match=r"software\.cuda_repo\.keyring\.sha256: expected the "
+        r"sha256 of cuda-keyring 1\.2-1",
+    ):
+        NodeSpec.from_data(data, host="home")
+
+
+def test_an_unreachable_repository_stops_the_deploy_before_anything_changes(plan_deploy, home):
+    data = variant(home, os="debian-12", cuda_repo={"url": "http://mirror.lan/cuda/"})
+    facts = fresh_node(data)
+    facts[fact(UrlProblem, url="http://mirror.lan/cuda/Release")] = (
+        "curl: (6) Could not resolve host: mirror.lan"
+    )
+    facts[fact(FileText, path=sources_list("debian-12"))] = None  # a fresh node: no entry yet
+    plan = plan_deploy(data, facts)
+    (script,) = plan.op("CUDA repository reachable").scripts
+    assert script.endswith("exit 1")
+    message = shlex.split(script.split(" >&2")[0])[1]
+    assert message == (
+        "gpubox: host home cannot reach the CUDA repository http://mirror.lan/cuda/ (curl: (6) "
+        "Could not resolve host: mirror.lan), expected http://mirror.lan/cuda/Release to "
+        "download: check the URL (software.cuda_repo.url) and the node's network or proxy; "
+        "nothing was added to apt's sources, and nothing was installed from it"
+    )
+    assert plan.names[0] == "NVIDIA driver | CUDA repository reachable"  # a failure stops here
+
+
+def test_an_interrupted_dpkg_is_repaired_before_the_next_install(plan_deploy, home):
+    before = installed_node(home, plan_deploy(home, fresh_node(home)))
+    facts = {**before, fact(DpkgInterrupted): "dpkg journal pending; cuda-drivers-570 ..."}
+    packages = {k: v for k, v in before[fact(DebPackages)].items() if k != "cuda-drivers-570"}
+    facts[fact(DebPackages)] = packages  # the cut-short install left it unpacked, not installed
+    plan = plan_deploy(home, facts)
+    driver = plan.op("driver 570.124.06")
+    (repair,) = driver.scripts  # the first command: finish dpkg's run, then the install
+    assert driver.shell[0] == f"sh -c {shlex.quote(repair)}"
+    assert repair.startswith(
+        "export DEBIAN_FRONTEND=noninteractive; "
+        "dpkg --configure -a --force-confdef --force-confold || true; "
+    )
+    assert "--reinstall $broken" in repair  # half-installed packages can only be reinstalled
+    assert repair.endswith("-o Dpkg::Options::=--force-confold -f")
+    assert apt_install_requests(driver)[-1] == "cuda-drivers-570=570.124.06-*"
+
+
+def test_driver_parts_left_at_another_build_are_moved_to_the_pinned_one(plan_deploy, home):
+    """cuda-drivers-570 depends on its parts with ">=": going back from a newer build (or a part
+    upgraded by hand) moves only the meta-packages unless the parts are asked for too."""
+    before = installed_node(home, plan_deploy(home, fresh_node(home)))
+    packages = {
+        **before[fact(DebPackages)],
+        "nvidia-driver-570": {"570.148.08-1ubuntu1"},
+        "libnvidia-compute-570": {"570.148.08-1ubuntu1"},
+        "nvidia-firmware-570-570.124.06": {"570.124.06-0ubuntu1"},  # already the pinned build
+        "nvidia-container-toolkit": {"1.17.4-1"},  # named nvidia-*, not a part of the driver
+    }
+    plan = plan_deploy(home, {**before, fact(DebPackages): packages})
+    assert apt_install_requests(plan.op("driver 570.124.06")) == [
+        "nvidia-driver-570=570.124.06-*",  # glob by glob: nvidia-*, then libnvidia-*
+        "libnvidia-compute-570=570.124.06-*",
+    ]
+
+
+def test_debian_12_pins_every_driver_component_by_its_debian_name(plan_deploy, home):
+    data = variant(home, os="debian-12")
+    plan = plan_deploy(data, fresh_node(data))
+    pinned = pins(plan.op("apt pins for the NVIDIA stack").uploads[PIN_FILE].decode())
+    for glob in ("nvidia-*", "libnvidia-*", "libcuda*", "firmware-nvidia-*"):
+        assert pinned[glob] == ("version 570.124.06-*", "1001"), glob
+
+
+def test_gpu_burn_comes_from_the_spec_source(plan_deploy, home):
+    sha = "fedcba9876543210" * 4
+    data = variant(
+        home,
+        gpu_burn={"version": "1.2.3", "sha256": sha, "url": "http://m.lan/gpu-burn-{version}.tgz"},
+    )
+    facts = fresh_node(data)
+    tgz, built = f"{OPT}/src/gpu-burn-1.2.3.tar.gz", f"{OPT}/gpu-burn/1.2.3"
+    for key in [
+        k for k in facts if dict(k[1]).get("path") in (GPU_BURN_TGZ, f"{GPU_BURN}/{STAMP}")
+    ]:
+        del facts[key]
+    facts[fact(File, path=tgz)] = None
+    facts[fact(FileText, path=f"{built}/{STAMP}")] = None
+    plan = plan_deploy(data, facts)
+    (script,) = plan.op("gpu-burn 1.2.3 source (sha256-verified)").scripts
+    assert f"-o {tgz}.part http://m.lan/gpu-burn-1.2.3.tgz;" in script and sha in script
+    build = plan.op("build gpu-burn 1.2.3 for compute_80")
+    assert json.loads(written_stamp(build))["commit"] == "1.2.3"
+    assert plan.op("link gpu_burn").shell[-1] == f"ln -s {built}/gpu_burn {OPT}/bin/gpu_burn"
 
 
 def test_the_apt_pin_file_pins_the_whole_nvidia_stack(plan_deploy, home):

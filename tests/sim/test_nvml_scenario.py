@@ -15,6 +15,7 @@ PARENT = "pg199-quad-debian13"
 SHIPPED = [
     "pg199-quad",
     "pg199-quad-debian13",
+    "pg199-quad-cuda-repo",
     "fault-gpu-missing",
     "fault-gpu-lost",
     "fault-p2p-pair-cns",
