@@ -8,8 +8,8 @@ The expectations (GPUs, P2P, NVLink, clocks, floors, limits) are the home node's
   ``cuda-repo``, with home.py's versions (driver 570.124.06, CUDA 12.8.1, NCCL 2.26.2): only the
   addresses may differ.
 
-Neither builds kernel modules (a container has no kernel of its own), and their NVML is gpubox's
-simulated library.
+Neither builds kernel modules (a container has no kernel of its own), their NVML is gpubox's
+simulated library, and the PCIe path walk reads the scenario's tree (``software.sysfs_root``).
 
 Upstream downloads cannot be reached in gpubox's test environment, so two variables point the
 deploy at stand-ins (see gpubox.sim.standin and gpubox.sim.cuda_repo); the tests and the demo
@@ -31,6 +31,7 @@ from gpubox.sim.target import (
     GPU_BURN_IN_TARGET,
     LIBRARY_IN_TARGET,
     REPLAY_BIN_IN_TARGET,
+    SYSFS_IN_TARGET,
     list_targets,
 )
 
@@ -47,6 +48,7 @@ _expectations["stress"] = {
 _simulated = {
     "build_kernel_modules": False,  # a container boots no kernel of its own
     "nvml_library": LIBRARY_IN_TARGET,
+    "sysfs_root": SYSFS_IN_TARGET,  # the scenario's PCIe tree (the container's /sys is the host's)
 }
 _software = {
     "debian-13": {"os": "debian-13", "source": "debian", **_simulated},

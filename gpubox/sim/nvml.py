@@ -192,6 +192,7 @@ def snapshot() -> dict[str, Any]:
                 g + "pcie.gen_max": _ask(n.nvmlDeviceGetMaxPcieLinkGeneration, h),
                 g + "pcie.width_current": _ask(n.nvmlDeviceGetCurrPcieLinkWidth, h),
                 g + "pcie.width_max": _ask(n.nvmlDeviceGetMaxPcieLinkWidth, h),
+                g + "pcie.replay_counter": _ask(n.nvmlDeviceGetPcieReplayCounter, h),
                 g + "clock.graphics": _ask(n.nvmlDeviceGetClockInfo, h, n.NVML_CLOCK_GRAPHICS),
                 g + "clock.sm": _ask(n.nvmlDeviceGetClockInfo, h, n.NVML_CLOCK_SM),
                 g + "clock.mem": _ask(n.nvmlDeviceGetClockInfo, h, n.NVML_CLOCK_MEM),

@@ -108,7 +108,7 @@ struct sim_gpu {
     unsigned index, domain, bus, dev, fn, pci_device_id, pci_subsystem_id;
     char name[96], uuid[96], serial[32], bus_id[32];
     unsigned long long mem_total, mem_reserved, mem_used; /* bytes */
-    unsigned gen_cur, gen_max, width_cur, width_max;
+    unsigned gen_cur, gen_max, width_cur, width_max, replays;
     unsigned gfx_idle, mem_clk, video_idle, max_gfx, max_mem, max_video;
     unsigned n_gfx, gfx[MAX_CLOCKS], n_memc, memc[MAX_CLOCKS];
     int honours_lock;
@@ -302,6 +302,7 @@ static const field GPU_FIELDS[] = {
     G("memory.used_mib", F_MIB, mem_used),
     G("pcie.gen_current", F_UINT, gen_cur), G("pcie.gen_max", F_UINT, gen_max),
     G("pcie.width_current", F_UINT, width_cur), G("pcie.width_max", F_UINT, width_max),
+    G("pcie.replay_counter", F_UINT, replays),
     G("clocks.graphics_idle_mhz", F_UINT, gfx_idle), G("clocks.memory_mhz", F_UINT, mem_clk),
     G("clocks.video_idle_mhz", F_UINT, video_idle), G("clocks.max_graphics_mhz", F_UINT, max_gfx),
     G("clocks.max_memory_mhz", F_UINT, max_mem), G("clocks.max_video_mhz", F_UINT, max_video),
@@ -785,6 +786,8 @@ UINT_GETTER(nvmlDeviceGetCurrPcieLinkGeneration, d->gen_cur)
 UINT_GETTER(nvmlDeviceGetMaxPcieLinkGeneration, d->gen_max)
 UINT_GETTER(nvmlDeviceGetCurrPcieLinkWidth, d->width_cur)
 UINT_GETTER(nvmlDeviceGetMaxPcieLinkWidth, d->width_max)
+/* PCIe replays since the driver loaded: the link layer resent a packet the other end NAKed. */
+UINT_GETTER(nvmlDeviceGetPcieReplayCounter, d->replays)
 
 /* ---- Clocks ---- */
 EXPORT nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t d, int type, unsigned *mhz) {

@@ -132,6 +132,7 @@ GPU_SCHEMA: dict[str, Any] = {
         "gen_max": _uint(9),
         "width_current": _uint(64),
         "width_max": _uint(64),
+        "replay_counter": _uint(2**32 - 1),
     },
     "clocks": {
         "graphics_idle_mhz": _uint(10000),
@@ -249,6 +250,7 @@ def _validate_layer(doc: dict, fail: Fail) -> None:
         if len(seen) != len(set(seen)):
             fail(f"gpus[*].{key}", "two present GPUs share a value")
     _validate_benchmarks(doc.get("benchmarks", {}), fail)
+    _validate_pcie_tree(doc.get("pcie_tree", {}), gpus, fail)
 
 
 # ---- Benchmarks: recorded tool output that gpubox/sim/replay.py prints on the simulated node ----
@@ -279,6 +281,133 @@ def _validate_benchmarks(benchmarks: Any, fail: Fail) -> None:
             what, ok = BENCHMARK_SCHEMA[key]
             if not ok(value):
                 fail(f"{where}.{key}", f"expected {what}, got {json.dumps(value)[:80]}")
+
+
+# ---- The PCIe tree: what the node's sysfs shows above its GPUs (gpubox/sim/sysfs.py renders it) --
+BASE_KEYS = ("description", "system", "gpu_defaults", "gpus", "p2p", "benchmarks", "pcie_tree")
+# The counters the kernel lists in aer_dev_correctable / aer_dev_{nonfatal,fatal}
+# (drivers/pci/pcie/aer.c, aer_correctable_error_string / aer_uncorrectable_error_string).
+AER_CORRECTABLE = (
+    "RxErr", "BadTLP", "BadDLLP", "Rollover", "Timeout", "NonFatalErr", "CorrIntErr", "HeaderOF",
+)  # fmt: skip
+AER_UNCORRECTABLE = (
+    "Undefined", "DLP", "SDES", "TLP", "FCP", "CmpltTO", "CmpltAbrt", "UnxCmplt", "RxOF",
+    "MalfTLP", "ECRC", "UnsupReq", "ACSViol", "UncorrIntErr", "BlockedTLP", "AtomicOpBlocked",
+    "TLPBlockedErr", "PoisonTLPBlocked",
+)  # fmt: skip
+ACS_NAMES = (
+    "SrcValid",
+    "TransBlk",
+    "ReqRedir",
+    "CmpltRedir",
+    "UpstreamFwd",
+    "EgressCtrl",
+    "DirectTrans",
+)
+PORT_ROLES = ("root_port", "switch_upstream", "switch_downstream")
+# The set paths that may create a key: a pair override, a benchmark entry, an AER counter.
+_CREATABLE = r"p2p\.pairs\.[^.]+|pcie_tree\.[^.]+\.aer\.(?:correctable|nonfatal|fatal)"
+_SYSFS_BUS_ID = _matches(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
+
+
+def _aer(v: Any) -> bool:
+    if v is None:
+        return True  # no AER capability: the kernel shows no aer_dev_* files
+    if not isinstance(v, dict) or set(v) != {"correctable", "nonfatal", "fatal"}:
+        return False
+    for kind, counters in v.items():
+        names = AER_CORRECTABLE if kind == "correctable" else AER_UNCORRECTABLE
+        if not isinstance(counters, dict) or not all(
+            k in names and _uint()[1](n) for k, n in counters.items()
+        ):
+            return False
+    return True
+
+
+AER: Check = (
+    "null or {correctable: {RxErr: n, ...}, nonfatal: {...}, fatal: {...}} with the kernel's "
+    "counter names",
+    _aer,
+)
+ACS: Check = (
+    f"null (no ACS capability) or a list of enabled bits out of {', '.join(ACS_NAMES)}",
+    lambda v: v is None or (isinstance(v, list) and all(x in ACS_NAMES for x in v)),
+)
+_HEX4: Check = ("4 lower-case hex digits like 10b5", _matches(r"[0-9a-f]{4}"))
+_KEY: Check = (
+    "the key of another pcie_tree entry, or null",
+    lambda v: v is None or isinstance(v, str),
+)
+_PORT = {
+    "role": ("one of " + ", ".join(PORT_ROLES), lambda v: v in PORT_ROLES),
+    "bus_id": ("a sysfs bus id like 0000:02:00.0 (lower case)", _SYSFS_BUS_ID),
+    "parent": _KEY,
+    "vendor": _HEX4,
+    "device": _HEX4,
+    "max_gen": _uint(6),
+    "max_width": _uint(32),
+    "numa_node": ("an integer >= -1", lambda v: type(v) is int and v >= -1),
+    "aer": AER,
+    "acs": ACS,
+}
+PCIE_TREE_SCHEMA: dict[str, dict[str, Any]] = {
+    "root_port": _PORT,
+    "switch_downstream": _PORT,
+    # The lower end of the switch's uplink: that link's state is read here.
+    "switch_upstream": {**_PORT, "gen": _uint(6), "width": _uint(32)},
+    # A GPU's own link is NVML's (gpus[slot].pcie), rendered at both ends.
+    "gpu": {
+        "role": ("gpu", lambda v: v == "gpu"),
+        "gpu": ("a GPU slot index", lambda v: type(v) is int and v >= 0),
+        "parent": _KEY,
+        "aer": AER,
+    },
+}
+# Which role may sit right below which (PCIe: a root port or a switch's downstream port leads to
+# one device; a switch's upstream port leads to its downstream ports).
+PCIE_PARENTS = {
+    "root_port": (None,),
+    "switch_upstream": ("root_port", "switch_downstream"),
+    "switch_downstream": ("switch_upstream",),
+    "gpu": ("root_port", "switch_downstream"),
+}
+
+
+def _validate_pcie_tree(tree: Any, gpus: list, fail: Fail) -> None:
+    if not isinstance(tree, dict):
+        fail("pcie_tree", "expected an object of name: device")
+    bus_ids: dict[str, str] = {}
+    slots: dict[int, str] = {}
+    below: dict[str, list[str]] = {}
+    for name, entry in tree.items():
+        where = f"pcie_tree.{name}"
+        if not re.fullmatch(r"[\w-]+", name):
+            fail(where, "expected a name of letters, digits, - and _ (no dots: set paths use it)")
+        role = entry.get("role") if isinstance(entry, dict) else None
+        if role not in PCIE_TREE_SCHEMA:
+            fail(f"{where}.role", f"expected one of {', '.join(PCIE_TREE_SCHEMA)}")
+        _check(entry, PCIE_TREE_SCHEMA[role], where, fail)
+        parent = entry["parent"]
+        parent_role = None if parent is None else (tree.get(parent) or {}).get("role")
+        if parent is not None and parent not in tree:
+            fail(f"{where}.parent", f"no entry {parent!r} in pcie_tree")
+        if parent_role not in PCIE_PARENTS[role]:
+            allowed = " or ".join("null" if r is None else r for r in PCIE_PARENTS[role])
+            fail(f"{where}.parent", f"a {role} sits below {allowed}, not {parent_role or 'null'}")
+        below.setdefault(parent, []).append(name)
+        if role == "gpu":
+            if entry["gpu"] >= len(gpus):
+                fail(f"{where}.gpu", f"expected a GPU slot below {len(gpus)}")
+            if entry["gpu"] in slots:
+                fail(f"{where}.gpu", f"slot {entry['gpu']} is already {slots[entry['gpu']]}")
+            slots[entry["gpu"]] = name
+        else:
+            if entry["bus_id"] in bus_ids:
+                fail(f"{where}.bus_id", f"{entry['bus_id']} is already {bus_ids[entry['bus_id']]}")
+            bus_ids[entry["bus_id"]] = name
+    for parent, children in below.items():
+        if parent is not None and tree[parent]["role"] != "switch_upstream" and len(children) > 1:
+            fail(f"pcie_tree.{parent}", f"a link leads to one device, not {', '.join(children)}")
 
 
 def _inline_outputs(value: Any, folder: Path, where: str, fail: Fail) -> Any:
@@ -343,7 +472,7 @@ def _apply_set(doc: dict, path: str, value: Any, fail: Fail) -> None:
             fail(f"set.{path}", f"{done}: not an object, cannot have key {token!r}")
         elif token not in node:
             # Only P2P pair overrides may be created; any other new key is a typo.
-            if done in ("p2p.pairs", "benchmarks") or re.fullmatch(r"p2p\.pairs\.[^.]+", done):
+            if done in ("p2p.pairs", "benchmarks") or re.fullmatch(_CREATABLE, done):
                 node[token] = {} if rest else None
             else:
                 fail(f"set.{path}", f"unknown key {token!r} in {done or 'the scenario'}")
@@ -397,11 +526,8 @@ def _layer(path: Path, label: str, chain: tuple[Path, ...]) -> tuple[dict, str]:
         doc["description"] = src.get("description", doc.get("description", ""))
     else:
         for key in src:
-            if key not in ("description", "system", "gpu_defaults", "gpus", "p2p", "benchmarks"):
-                fail(
-                    key,
-                    "unknown key (known: description, system, gpu_defaults, gpus, p2p, benchmarks)",
-                )
+            if key not in BASE_KEYS:
+                fail(key, f"unknown key (known: {', '.join(BASE_KEYS)})")
         defaults = src.get("gpu_defaults", {})
         if not isinstance(defaults, dict) or not isinstance(src.get("gpus"), list):
             fail("gpus", "expected gpu_defaults (an object) and gpus (a list of objects)")
@@ -454,6 +580,7 @@ def load(name_or_path: str | os.PathLike) -> dict:
             for cap in P2P_CAPS
         },
         "benchmarks": doc.get("benchmarks", {}),
+        "pcie_tree": doc.get("pcie_tree", {}),
     }
 
 

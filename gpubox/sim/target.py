@@ -22,7 +22,8 @@ Layout outside the target::
         nspawn.log                   console output of every boot
 
 Inside the target: the library at ``/usr/lib/gpubox-sim/libnvidia-ml.so.1`` (not on the linker
-path), the scenario at ``/etc/gpubox-sim/scenario.json`` and the library's state under
+path), the scenario at ``/etc/gpubox-sim/scenario.json`` (its PCIe tree as a sysfs in
+``/etc/gpubox-sim/sys``, :mod:`gpubox.sim.sysfs`) and the library's state under
 ``/run/gpubox-sim`` (a tmpfs, cleared by a reboot). The benchmark replay (a simulation input,
 :mod:`gpubox.sim.replay`) sits at ``/usr/lib/gpubox-sim/replay.py`` with the benchmark tools'
 names linked to it in ``/usr/lib/gpubox-sim/bin/``; it prints the scenario's recorded output.
@@ -88,6 +89,9 @@ DEFAULT_SCENARIOS = {"debian-13": DEFAULT_SCENARIO, "debian-12": "pg199-quad-cud
 # Paths inside the target.
 LIBRARY_IN_TARGET = "/usr/lib/gpubox-sim/libnvidia-ml.so.1"
 SCENARIO_IN_TARGET = "/etc/gpubox-sim/scenario.json"
+# The scenario's PCIe tree as a sysfs (gpubox/sim/sysfs.py), where the spec's software.sysfs_root
+# points the PCIe path walk: the container's own /sys is the host's, read-only.
+SYSFS_IN_TARGET = "/etc/gpubox-sim/sys"
 STATE_IN_TARGET = "/run/gpubox-sim"
 APT_ARCHIVES_IN_TARGET = "/var/cache/apt/archives"
 # The simulated gpu-burn (a simulation input): gpubox/sim/burn_replay.py, linked as the tool.
@@ -744,6 +748,7 @@ def check_scenario(scenario: str) -> str:
 
 def _install_scenario(rootfs: Path, scenario: str) -> None:
     from gpubox.sim import scenario as scenario_mod
+    from gpubox.sim import sysfs
 
     check_scenario(scenario)
     dest = rootfs / SCENARIO_IN_TARGET.lstrip("/")
@@ -752,6 +757,7 @@ def _install_scenario(rootfs: Path, scenario: str) -> None:
     try:
         scenario_mod.resolve_to_file(scenario, tmp)
         os.chmod(tmp, 0o644)
+        sysfs.install(scenario_mod.load(scenario), rootfs / SYSFS_IN_TARGET.lstrip("/"))
         os.replace(tmp, dest)
     except SimError:
         raise

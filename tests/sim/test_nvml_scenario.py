@@ -35,6 +35,13 @@ SHIPPED = [
     "fault-burn-errors",
     "fault-burn-zero-work-ok",
     "fault-burn-over-supply",
+    # PCIe path faults (the sysfs tree above the GPUs, gpubox/sim/sysfs.py; replays: NVML)
+    "fault-pcie-uplink-x8",
+    "fault-pcie-uplink-gen1",
+    "fault-pcie-aer-correctable",
+    "fault-pcie-aer-fatal",
+    "fault-pcie-replays",
+    "fault-pcie-acs-on",
     # benchmark replay faults (recorded tool output only; see tests/sim/test_replay.py)
     "fault-bw-gpu0-x4-slot",
     "fault-bw-p2p-off",

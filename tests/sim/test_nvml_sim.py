@@ -130,6 +130,7 @@ def model(doc: dict, locked: bool = False) -> dict[str, Any]:
                 p + "pcie.gen_max": g["pcie"]["gen_max"],
                 p + "pcie.width_current": g["pcie"]["width_current"],
                 p + "pcie.width_max": g["pcie"]["width_max"],
+                p + "pcie.replay_counter": g["pcie"]["replay_counter"],
                 p + "clock.graphics": graphics,
                 p + "clock.sm": graphics,
                 p + "clock.mem": clocks["memory_mhz"],
@@ -386,10 +387,18 @@ FAULTS: dict[str, tuple[list[str], dict[str, Any]]] = {
         [L + r"system\.(driver_version|nvml_version|cuda_driver_version(_v2)?)"],
         {"system.driver_version": "535.183.01"},
     ),
+    "fault-pcie-replays": (
+        [L + r"gpu\[1\]\.pcie\.replay_counter"],
+        {"gpu[1].pcie.replay_counter": 1200},
+    ),
 }
 
 
 BENCHMARK_FAULTS = sorted(n for n in scenario.names() if n.startswith("fault-bw-"))
+# Faults of the sysfs tree above the GPUs (gpubox/sim/sysfs.py): NVML answers as before.
+TREE_FAULTS = sorted(
+    n for n in scenario.names() if n.startswith("fault-pcie-") and n != "fault-pcie-replays"
+)
 
 
 def test_every_shipped_fault_is_covered():
@@ -397,12 +406,14 @@ def test_every_shipped_fault_is_covered():
     nvml_faults = (
         n
         for n in scenario.names()
-        if n.startswith("fault-") and n not in BENCHMARK_FAULTS and not n.startswith("fault-burn-")
+        if n.startswith("fault-")
+        and n not in BENCHMARK_FAULTS + TREE_FAULTS
+        and not n.startswith("fault-burn-")
     )
     assert sorted(FAULTS) == sorted(nvml_faults)
 
 
-@pytest.mark.parametrize("name", BENCHMARK_FAULTS)
+@pytest.mark.parametrize("name", BENCHMARK_FAULTS + TREE_FAULTS)
 def test_benchmark_fault_changes_no_nvml_answer(node, parent_readout, name):
     # fault-bw-* change only recorded tool output (gpubox/sim/replay.py); the library ignores it
     with node(name):
