@@ -6,7 +6,7 @@ lives in :mod:`gpubox.judge`, so every message names the host, the GPU, expected
 
 import pytest
 
-from gpubox import judge
+from gpubox import judge, judge_pcie
 from gpubox.checks import CLOCK_UNIT, check
 
 pytestmark = pytest.mark.quick
@@ -46,6 +46,21 @@ def test_clock_locked(request, node, gpu, snapshot):
 
 def test_pcie(request, node, gpu, snapshot):
     check(request, judge.pcie(node.spec, snapshot, gpu))
+
+
+def test_pcie_path(request, node, gpu, snapshot):
+    """Every link above the GPU's own up to its root port (a switch's uplink), from sysfs."""
+    check(request, judge_pcie.path(node.spec, snapshot, gpu))
+
+
+def test_pcie_errors(request, node, gpu, snapshot):
+    """PCIe replays (NVML) and AER errors on every hop of the GPU's path since boot."""
+    check(request, judge_pcie.errors(node.spec, snapshot, gpu))
+
+
+def test_acs(request, node, gpu, snapshot):
+    """ACS redirect off on the switch ports of a GPU expected to do P2P."""
+    check(request, judge_pcie.acs(node.spec, snapshot, gpu))
 
 
 def test_temperature(request, node, gpu, snapshot):

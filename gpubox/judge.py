@@ -468,9 +468,12 @@ PER_GPU = {
 
 def quick(spec: NodeSpec, snap: dict) -> list[Verdict]:
     """Every quick-tier verdict that needs only the snapshot (the clock unit is a systemd fact)."""
+    from gpubox import judge_pcie  # it builds on this module's helpers, so it is imported here
+
     out = [gpu_count(spec, snap), driver_version(spec, snap)]
     for index in range(spec.gpu_count):
         out.extend(fn(spec, snap, index) for fn in PER_GPU.values())
+        out.extend(fn(spec, snap, index) for fn in judge_pcie.PER_GPU.values())
     out.extend(p2p(spec, snap, a, b) for a, b in spec.pairs())
     return out
 

@@ -10,6 +10,11 @@ snapshot is still taken; a GPU that answers ``GPU_IS_LOST`` is reported as lost:
 
 Which ``libnvidia-ml.so.1`` is used: the ``library`` argument, else ``$GPUBOX_NVML_LIBRARY``,
 else the spec's ``software.nvml_library`` (passed in by callers), else the linker's default.
+
+Each GPU's PCIe path above its own link (switch ports, root port: what NVML cannot see) is read
+from sysfs by :mod:`gpubox.pcie_path` into the GPU's ``pcie_path``; the sysfs root is the
+``sysfs_root`` argument, else ``$GPUBOX_SYSFS_ROOT``, else the spec's ``software.sysfs_root``
+(passed in by callers), else ``/sys``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 
 import pynvml
 
-from gpubox import busid, xid
+from gpubox import busid, pcie_path, xid
 
 SCHEMA = "gpubox.snapshot/1"
 LIBRARY_ENV = "GPUBOX_NVML_LIBRARY"
@@ -94,8 +99,11 @@ def _load(library: str | None) -> str:
     return "libnvidia-ml.so.1"
 
 
-def snapshot(library: str | None = None, kernel_log: str | None = None) -> dict[str, Any]:
-    """Take one snapshot. ``kernel_log`` replaces reading the kernel log (tests feed recorded text)."""
+def snapshot(
+    library: str | None = None, kernel_log: str | None = None, sysfs_root: str | None = None
+) -> dict[str, Any]:
+    """Take one snapshot. ``kernel_log`` replaces reading the kernel log (tests feed recorded text);
+    ``sysfs_root`` is where the PCIe path walk reads sysfs (default ``/sys``)."""
     started = time.perf_counter()
     path = _load(library)
     try:
@@ -119,6 +127,7 @@ def snapshot(library: str | None = None, kernel_log: str | None = None) -> dict[
         doc["xid_events"] = _xids(handles, doc, kernel_log)
     finally:
         pynvml.nvmlShutdown()
+    _pcie_paths(doc, sysfs_root or os.environ.get(pcie_path.ROOT_ENV) or pcie_path.DEFAULT_ROOT)
     doc["probe_ms"] = round((time.perf_counter() - started) * 1000, 2)
     return doc
 
@@ -195,7 +204,28 @@ def _links(gpu, handle, errors):
             errors, "pcie.width_current", pynvml.nvmlDeviceGetCurrPcieLinkWidth, handle
         ),
         "width_max": _ask(errors, "pcie.width_max", pynvml.nvmlDeviceGetMaxPcieLinkWidth, handle),
+        # Link-level retransmissions since the driver loaded: a marginal cable or riser shows here
+        # long before it fails.
+        "replay_counter": _ask(
+            errors, "pcie.replay_counter", pynvml.nvmlDeviceGetPcieReplayCounter, handle
+        ),
     }
+
+
+def _pcie_paths(doc: dict, root: str) -> None:
+    """Every GPU's PCIe path from sysfs (each switch and root port read once)."""
+    started, cache = time.perf_counter(), {}
+    for gpu in doc["gpus"]:
+        if gpu.get("bus_id") is None:
+            gpu["pcie_path"] = {
+                "available": False,
+                "reason": "NVML gave no bus id for this GPU",
+                "host_bridge": None,
+                "hops": [],
+            }
+            continue
+        gpu["pcie_path"] = pcie_path.walk(gpu["bus_id"], root, cache)
+    doc["pcie_walk"] = {"sysfs_root": root, "ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
 def _clocks(gpu, handle, errors):

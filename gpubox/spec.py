@@ -130,6 +130,10 @@ def _url(value):
     return "an http://, https:// or file:// URL"
 
 
+def _absolute_or_null(value):
+    return None if value is None or value.startswith("/") else "an absolute path"
+
+
 def _sha256(value):
     return None if re.fullmatch(r"[0-9a-f]{64}", value) else "a sha256 of 64 lower-case hex digits"
 
@@ -368,21 +372,101 @@ class Software:
             "(NixOS: /run/opengl-driver/lib/libnvidia-ml.so.1; the simulated node)"
         ),
     )
+    sysfs_root: str = field(
+        default="/sys",
+        metadata=_doc(
+            "where the node's sysfs is, for the PCIe path walk (`{sysfs_root}/bus/pci/devices`); "
+            "the simulated node points it at its prepared tree",
+            _absolute_or_null,
+        ),
+    )
+
+
+def _gen_floor(text: str):
+    return field(default=None, metadata=_doc(text, _range(1, 6)))
+
+
+def _width_floor(text: str):
+    return field(default=None, metadata=_doc(text, _range(1, 32)))
+
+
+@dataclass(frozen=True)
+class LinkFloor:
+    """The lowest acceptable state of a PCIe link."""
+
+    min_gen: int | None = _gen_floor("lowest acceptable current PCIe generation (null: see above)")
+    min_width: int | None = _width_floor(
+        "lowest acceptable current link width, lanes (null: see above)"
+    )
+
+
+# NVIDIA's RM recommends at most 8 PCIe replays a minute (DCGM_LIMIT_MAX_PCIREPLAY_RATE); a boot's
+# worth of an idle, healthy link counts none, so 100 since boot is a marginal link, not noise.
+DEFAULT_MAX_REPLAYS = 100
+DEFAULT_MAX_CORRECTABLE = 100
 
 
 @dataclass(frozen=True)
 class Pcie:
-    min_gen: int | None = field(
-        default=None,
+    """What each GPU's PCIe path must look like: its own link (NVML), the links above it to the
+    root port (sysfs), its error counters and ACS. Per GPU in ``gpus[].pcie``, field by field."""
+
+    min_gen: int | None = _gen_floor(
+        "lowest acceptable current PCIe generation of the GPU's own link (null: not checked)"
+    )
+    min_width: int | None = _width_floor(
+        "lowest acceptable current width of the GPU's own link, lanes (null: not checked)"
+    )
+    uplink: LinkFloor = field(
+        default=LinkFloor(),
         metadata=_doc(
-            "lowest acceptable current PCIe generation (null: not checked)", _range(1, 6)
+            "floor of every link above the GPU's own, up to its root port (a PCIe switch's "
+            "uplink), read from sysfs: NVML sees only the GPU's own link. Null fields: the link "
+            "must run at what both its ends can (below that warns)"
         ),
     )
-    min_width: int | None = field(
-        default=None,
+    max_replays: int = field(
+        default=DEFAULT_MAX_REPLAYS,
         metadata=_doc(
-            "lowest acceptable current link width, lanes (null: not checked)", _range(1, 32)
+            "PCIe replays (NVML) a GPU may count since boot: packets its link had to resend",
+            _range(0, 2**32),
         ),
+    )
+    max_correctable: int = field(
+        default=DEFAULT_MAX_CORRECTABLE,
+        metadata=_doc(
+            "AER correctable errors each device on a GPU's path may count since boot (any "
+            "non-fatal or fatal error fails)",
+            _range(0, 2**32),
+        ),
+    )
+    acs: Literal["off", "any"] = field(
+        default="off",
+        metadata=_doc(
+            "`off`: ACS P2P redirect/egress control must be off on the switch downstream ports "
+            "of a GPU that has a pair expected P2P OK; `any`: not checked"
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class GpuPcie:
+    """One GPU's overrides of the node's ``pcie``; every null field is the node's."""
+
+    min_gen: int | None = _gen_floor("the GPU's own link (null: the node's `pcie.min_gen`)")
+    min_width: int | None = _width_floor("the GPU's own link (null: the node's `pcie.min_width`)")
+    uplink: LinkFloor | None = field(
+        default=None,
+        metadata=_doc("this GPU's uplink floor, field by field over the node's `pcie.uplink`"),
+    )
+    max_replays: int | None = field(
+        default=None, metadata=_doc("null: the node's `pcie.max_replays`", _range(0, 2**32))
+    )
+    max_correctable: int | None = field(
+        default=None, metadata=_doc("null: the node's `pcie.max_correctable`", _range(0, 2**32))
+    )
+    acs: Literal["off", "any"] | None = field(
+        default=None, metadata=_doc("null: the node's `pcie.acs`")
     )
 
 
@@ -392,8 +476,9 @@ class Gpu:
     name: str | None = field(
         default=None, metadata=_doc("name pattern for this GPU (default: `gpu_name`)")
     )
-    pcie: Pcie | None = field(
-        default=None, metadata=_doc("per-GPU `pcie` floor (default: the node's `pcie`)")
+    pcie: GpuPcie | None = field(
+        default=None,
+        metadata=_doc("this GPU's `pcie`, field by field over the node's (e.g. a narrower uplink)"),
     )
 
 
@@ -513,10 +598,6 @@ class Floors:
             _range(0.05, 1.0),
         ),
     )
-
-
-def _absolute_or_null(value):
-    return None if value is None or value.startswith("/") else "an absolute path"
 
 
 def _program_name(value):
@@ -733,7 +814,9 @@ class NodeSpec:
         default=None,
         metadata=_doc("memory per GPU, MiB, as NVML reports (null: not checked)", _positive),
     )
-    pcie: Pcie = field(default=Pcie(), metadata=_doc("PCIe link floor for every GPU"))
+    pcie: Pcie = field(
+        default=Pcie(), metadata=_doc("each GPU's PCIe path: links, error counters, ACS")
+    )
     gpus: tuple[Gpu, ...] = field(
         default=(), metadata=_doc("the GPUs in PCI bus order (= NVML index order, gpu0 first)")
     )
@@ -779,8 +862,23 @@ class NodeSpec:
     # ---- what checks ask -----------------------------------------------------------------
 
     def gpu_pcie(self, index: int) -> Pcie:
+        """The node's ``pcie`` with GPU ``index``'s own values over it, field by field."""
         gpu = self.gpus[index] if index < len(self.gpus) else None
-        return gpu.pcie if gpu is not None and gpu.pcie is not None else self.pcie
+        own = gpu.pcie if gpu is not None else None
+        if own is None:
+            return self.pcie
+        changes = {
+            f.name: getattr(own, f.name)
+            for f in dataclasses.fields(own)
+            if f.name != "uplink" and getattr(own, f.name) is not None
+        }
+        if own.uplink is not None:
+            base = self.pcie.uplink
+            changes["uplink"] = LinkFloor(
+                own.uplink.min_gen if own.uplink.min_gen is not None else base.min_gen,
+                own.uplink.min_width if own.uplink.min_width is not None else base.min_width,
+            )
+        return dataclasses.replace(self.pcie, **changes)
 
     def gpu_name_pattern(self, index: int) -> str:
         gpu = self.gpus[index] if index < len(self.gpus) else None

@@ -17,24 +17,39 @@ def configure(parser):
         help="path of libnvidia-ml.so.1 (default: $GPUBOX_NVML_LIBRARY, then the node spec's "
         "software.nvml_library, then the linker's search path)",
     )
+    parser.add_argument(
+        "--sysfs-root",
+        help="where sysfs is mounted, for the PCIe path walk (default: $GPUBOX_SYSFS_ROOT, then the "
+        "node spec's software.sysfs_root, then /sys)",
+    )
     parser.add_argument("--spec", default=NODE_SPEC, help=f"node spec file (default {NODE_SPEC})")
+
+
+def node_software(spec_path: str = NODE_SPEC, key: str = "nvml_library") -> str | None:
+    """A ``software`` value of the deployed node spec (``nvml_library``, ``sysfs_root``), if any."""
+    try:
+        with open(spec_path) as f:
+            return json.load(f).get("software", {}).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def node_library(spec_path: str = NODE_SPEC) -> str | None:
     """The NVML library the deployed node spec names, if any."""
-    try:
-        with open(spec_path) as f:
-            return json.load(f).get("software", {}).get("nvml_library")
-    except (OSError, ValueError):
-        return None
+    return node_software(spec_path, "nvml_library")
 
 
 def run(args) -> int:
     from gpubox import probe
 
     library = args.library or os.environ.get(probe.LIBRARY_ENV) or node_library(args.spec)
+    sysfs_root = (
+        args.sysfs_root
+        or os.environ.get(probe.pcie_path.ROOT_ENV)
+        or node_software(args.spec, "sysfs_root")
+    )
     try:
-        doc = probe.snapshot(library=library)
+        doc = probe.snapshot(library=library, sysfs_root=sysfs_root)
     except probe.ProbeError as exc:
         raise CliError(str(exc)) from None
     if args.json:

@@ -1,13 +1,9 @@
-"""Boot records built from real snapshots: the simulated NVML library answering a scenario,
-probed by ``gpubox probe`` in a child process, judged by :mod:`gpubox.judge` into a results
-document shaped as the checks plugin writes it."""
+"""Boot records built from real snapshots (the ``snap`` fixture of tests/conftest.py), judged by
+:mod:`gpubox.judge` into a results document shaped as the checks plugin writes it."""
 
 from __future__ import annotations
 
 import json
-import runpy
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -16,58 +12,10 @@ from pathlib import Path
 import pytest
 
 from gpubox import judge, records
-from gpubox.sim import nvml, scenario
 from gpubox.spec import NodeSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "node0"
-
-
-def node_data() -> dict:
-    """The simulated node's expectations (the first user's node, as inventories/sim.py has them)."""
-    home = runpy.run_path(str(ROOT / "inventories/home.py"))["_pg199_node"]
-    data = {k: v for k, v in home.items() if not k.startswith("ssh_") and k != "software"}
-    data["software"] = {"os": "debian-13", "source": "debian", "build_kernel_modules": False}
-    return data
-
-
-@pytest.fixture(scope="session")
-def spec() -> NodeSpec:
-    return NodeSpec.from_data(node_data(), host=HOST)
-
-
-@pytest.fixture(scope="session")
-def snap(tmp_path_factory):
-    """``snap(scenario, locked=True)``: an NVML snapshot of the scenario (cached per session)."""
-    cache: dict = {}
-    base = tmp_path_factory.mktemp("snapshots")
-
-    def take(name: str, locked: bool = True) -> dict:
-        if (name, locked) in cache:
-            return cache[(name, locked)]
-        folder = base / f"{name}-{locked}"
-        resolved = scenario.resolve_to_file(name, folder / "scenario.json")
-        env = nvml.environment(resolved, folder / "state")
-        lib = str(nvml.library_path())
-        gpubox = [sys.executable, "-m", "gpubox"]
-        if locked:
-            subprocess.run(
-                [*gpubox, "clocks", "lock", "--mhz", "1140", "--library", lib, "--settle", "0"],
-                env=env,
-                capture_output=True,
-                check=False,
-            )
-        out = subprocess.run(
-            [*gpubox, "probe", "--json", "--library", lib],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        cache[(name, locked)] = json.loads(out.stdout)
-        return cache[(name, locked)]
-
-    return take
 
 
 def results_doc(spec: NodeSpec, snapshot: dict, unit_ok: bool = True, bench=None) -> dict:

@@ -157,7 +157,7 @@ def test_three_reboots_give_three_records_with_the_lock_and_the_quick_tier_passi
     assert [state for _, state in boots["healthy"]] == ["active"] * 3
     for n, boot in enumerate(ids):
         entry = boot_entry(boots["doc"], boot)
-        assert entry["ok"] and entry["counts"] == {"passed": 42}, entry
+        assert entry["ok"] and entry["counts"] == {"passed": 54}, entry
         assert entry["tiers"] == ["quick"]
         snap = entry["results"]["hosts"][node.name]["snapshot"]
         assert snap["boot_id"] == boot
@@ -166,17 +166,17 @@ def test_three_reboots_give_three_records_with_the_lock_and_the_quick_tier_passi
             assert entry["changes"] == []
         files = ssh(node, f"cd {RUNS}/{boot} && ls && ls logs").stdout.split()
         assert files == ["junit.xml", "logs", "record.json", "results.json", "pytest.log"]
-    assert 'tests="42"' in ssh(node, f"cat {RUNS}/{ids[0]}/junit.xml").stdout
+    assert 'tests="54"' in ssh(node, f"cat {RUNS}/{ids[0]}/junit.xml").stdout
 
 
 def test_journalctl_p_warning_finds_a_failed_boot_and_only_that(node, boots):
-    """Under the hardened unit the checks ran (42 passed at the healthy boots above); gpubox's
+    """Under the hardened unit the checks ran (54 passed at the healthy boots above); gpubox's
     lines carry their priority, so `-p warning` shows a failed boot and nothing of a good one."""
     fault_boot = boots["fault"][0]
     assert f"gpubox accept: boot {fault_boot}: FAIL (" in boots["journal_fault"]
     healthy = boots["journal_healthy"]
     assert "gpubox accept:" not in healthy["warning"], healthy["warning"]
-    assert ": PASS (42 passed); record" in healthy["info"]
+    assert ": PASS (54 passed); record" in healthy["info"]
 
 
 def test_a_boot_without_the_clock_unit_fails_the_clock_checks_and_history_says_so(node, boots):
@@ -229,7 +229,7 @@ def test_the_report_in_headless_chromium(node, boots):
     assert summary.attrs["data-ok"] == "false" and summary.attrs["data-boot-id"] == fault_boot
     assert summary.attrs["data-host"] == node.name
     rows = dom.by_id("expected-vs-found").find_all("tr", cls="check")
-    assert len(rows) == 42
+    assert len(rows) == 54
     assert rows[0].attrs["data-check"] == "test_pcie[gpu0]"
     assert rows[0].find_all("td", cls="found")[0].text() == "gen: 3, width: 4"
     heat = dom.by_id("p2p-heatmap")
@@ -410,7 +410,7 @@ def test_metrics_for_node_exporter_only_when_asked(node):
         text = ssh(node, f"cat {prom}/gpubox.prom").stdout
         assert "gpubox_acceptance_success 1" in text
         assert f'gpubox_acceptance_boot_info{{boot_id="{boot_id(node)}",tiers="quick"}} 1' in text
-        assert 'gpubox_acceptance_checks{outcome="passed"} 42' in text
+        assert 'gpubox_acceptance_checks{outcome="passed"} 54' in text
         assert 'gpubox_gpu_sm_clock_mhz{gpu="gpu3",bus_id="0000:10:00.0"} 1140' in text
     finally:
         ssh(node, "rm -rf /var/lib/prometheus", check=False)

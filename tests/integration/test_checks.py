@@ -42,6 +42,22 @@ FAULTS = {
     "fault-xid-79": ({"test_xid[gpu2]"}, "gpu2 (0f:00.0): XID [79]"),
     "fault-persistence-off": ({f"test_persistence[{g}]" for g in ALL_GPUS}, "persistence mode off"),
     "fault-wrong-driver": ({f"test_driver_version[{NODE_NAME}]"}, "driver 535.183.01"),
+    # The PCIe path above the GPUs: the scenario's tree as the node's sysfs (gpubox/sim/sysfs.py).
+    "fault-pcie-uplink-x8": (
+        {"test_pcie_path[gpu0]", "test_pcie_path[gpu1]"},
+        "switch uplink 02:00.0 at Gen3 x8, expected at least Gen3 x16",
+    ),
+    "fault-pcie-uplink-gen1": (
+        {"test_pcie_path[gpu0]", "test_pcie_path[gpu1]"},
+        "switch uplink 02:00.0 at Gen1 x16",
+    ),
+    "fault-pcie-aer-correctable": ({"test_pcie_errors[gpu1]"}, "508 correctable AER errors"),
+    "fault-pcie-aer-fatal": (
+        {"test_pcie_errors[gpu3]"},
+        "switch downstream port 0e:10.0: 1 fatal AER error(s) (SDES 1)",
+    ),
+    "fault-pcie-replays": ({"test_pcie_errors[gpu1]"}, "1200 PCIe replays since boot"),
+    "fault-pcie-acs-on": ({"test_acs[gpu2]", "test_acs[gpu3]"}, "ACS on at switch downstream port"),
 }
 
 
@@ -59,10 +75,10 @@ def test_every_fault_scenario_is_covered():
 def test_healthy_node_passes_every_quick_check(node, deploy_env, tmp_path):
     rc, results = run_checks(deploy_env, results=tmp_path / "healthy.json")
     assert rc == 0, failed_ids(results)
-    assert results["counts"] == {"passed": 42}
+    assert results["counts"] == {"passed": 54}
     assert results["hosts"][NODE_NAME]["snapshot"]["gpu_count"] == 4
     junit = (tmp_path / "healthy.xml").read_text()
-    assert 'tests="42"' in junit and 'failures="0"' in junit
+    assert 'tests="54"' in junit and 'failures="0"' in junit
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
@@ -94,7 +110,7 @@ def test_checks_on_the_node_and_over_ssh_agree(node, deploy_env, tmp_path):
         return {c["id"].split("::")[-1]: (c["outcome"], c["message"]) for c in results["checks"]}
 
     assert verdicts(local) == verdicts(remote)
-    assert len(verdicts(local)) == 42
+    assert len(verdicts(local)) == 54
 
 
 def test_a_lock_set_by_one_process_is_seen_by_another_and_gone_after_reboot(node):
@@ -215,5 +231,5 @@ def test_hosts_checks_a_node_against_the_spec_its_deploy_wrote(node, deploy_env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:]
     results = json.loads((tmp_path / "r.json").read_text())
-    assert results["counts"] == {"passed": 42}
+    assert results["counts"] == {"passed": 54}
     assert "not run: the stress tier" in proc.stdout

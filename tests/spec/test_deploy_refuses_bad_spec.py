@@ -33,8 +33,8 @@ def run_deploy(inventory: Path) -> subprocess.CompletedProcess:
             "host 'home': clocks.graphics_mhz: expected a number in 1..3000; got 9000",
         ),
         (
-            '{"bus_id": "0F:00.0"}',
-            '{"bus_id": "0F:0G.0"}',
+            '{"bus_id": "0F:00.0", ',
+            '{"bus_id": "0F:0G.0", ',
             "host 'home': gpus[2].bus_id: expected a PCI bus id",
         ),
         (
