@@ -3,7 +3,7 @@
     uv run python benchmarks/history_report.py [--boots 50]
 
 Writes ``--boots`` records (the retention default: 50) shaped like the simulated PG199 node's
-(real NVML snapshots of the simulated library, 42 quick checks, bandwidth figures on every other
+(real NVML snapshots of the simulated library, 54 quick checks, bandwidth figures on every other
 boot, a fault every tenth boot) into a temporary folder, then times (median of 5):
   * ``history.local(full=True)``: every record read and diffed with the previous one,
   * ``report.render_html``: the page with all its plots, and its size,

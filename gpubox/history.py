@@ -11,7 +11,8 @@ What is compared, per host (the record's own host in the results file):
 
 * the NVML snapshots: GPU count, GPUs missing / lost / back (by bus id), each GPU's current PCIe
   link, the driver version, P2P READ/WRITE status per pair, NVLink, persistence mode, a
-  temperature step of :data:`TEMP_STEP_C` or more;
+  temperature step of :data:`TEMP_STEP_C` or more; each GPU's PCIe path (``gpu2 uplink 0d:00.0
+  x4 -> x2``, ``gpu1 replays 0 -> 1200 since boot``, AER counts per hop, ACS on a switch port);
 * the bandwidth measurements (``results.hosts[host].bench``, when the bandwidth tier ran): a
   change of :data:`BANDWIDTH_STEP` or more;
 * the checks: the clock checks flipping (``clock lock missing`` / ``clock lock back``), every
@@ -281,6 +282,60 @@ def _gpu_diff(name: str, x: dict, y: dict) -> list[dict]:
     for key in ("pending", "failure"):
         if ra.get(key) != rb.get(key) and rb.get(key):
             out.append(change("remapped_rows", name, f"{name} row remap {key}", ra, rb))
+    return out + _path_diff(name, x, y)
+
+
+def _hops(gpu: dict) -> dict[str, dict]:
+    path = gpu.get("pcie_path") or {}
+    return {h["bus_id"]: h for h in path.get("hops") or [] if path.get("available")}
+
+
+def _path_diff(name: str, x: dict, y: dict) -> list[dict]:
+    """The GPU's PCIe path: each link above its own (gen/width), the replay counter, every hop's
+    AER counts and ACS. Counters start again at every boot, so a change is this boot's count
+    against the last one's."""
+    from gpubox.judge_pcie import hop_name, uplink_name
+    from gpubox.pcie_path import ACS_P2P_BITS
+
+    out = []
+    ha, hb = _hops(x), _hops(y)
+    for bus, low in hb.items():
+        old = ha.get(bus)
+        if old is None:
+            continue
+        if low.get("role") in ("switch_upstream", "bridge"):
+            la, lb = old.get("link") or {}, low.get("link") or {}
+            parts = [
+                (f"{pre}{la.get(k)}", f"{pre}{lb.get(k)}")
+                for k, pre in (("gen", "Gen"), ("width", "x"))
+                if la.get(k) != lb.get(k)
+            ]
+            if parts:
+                before, after = " ".join(a for a, _ in parts), " ".join(b for _, b in parts)
+                where = uplink_name(low).replace("switch uplink", "uplink")
+                out.append(
+                    change("pcie_path", name, f"{name} {where} {before} -> {after}", before, after)
+                )
+        aa, ab = old.get("aer") or {}, low.get("aer") or {}
+        for kind in ("correctable", "nonfatal", "fatal"):
+            was, now = (aa.get(kind) or {}).get("total"), (ab.get(kind) or {}).get("total")
+            if was is not None and now is not None and was != now:
+                text = f"{name} AER {kind} at {hop_name(low)} {was} -> {now} since boot"
+                out.append(change("pcie_errors", name, text, was, now))
+        acs_a = [b for b in (old.get("acs") or {}).get("enabled") or [] if b in ACS_P2P_BITS]
+        acs_b = [b for b in (low.get("acs") or {}).get("enabled") or [] if b in ACS_P2P_BITS]
+        if old.get("acs") and low.get("acs") and acs_a != acs_b:
+            words = (
+                f"off -> on ({', '.join(acs_b)})" if not acs_a else "on -> off" if not acs_b
+                else f"{', '.join(acs_a)} -> {', '.join(acs_b)}"
+            )  # fmt: skip
+            out.append(change("acs", name, f"{name} ACS at {hop_name(low)} {words}", acs_a, acs_b))
+    ra, rb = (
+        (x.get("pcie") or {}).get("replay_counter"),
+        (y.get("pcie") or {}).get("replay_counter"),
+    )
+    if ra is not None and rb is not None and ra != rb:
+        out.append(change("pcie_errors", name, f"{name} replays {ra} -> {rb} since boot", ra, rb))
     return out
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from gpubox import busid, floors
+from gpubox import busid, floors, judge_pcie
 from gpubox.bench import results
 from gpubox.floors import Floor
 from gpubox.judge import FAIL, PASS, SKIP, WARN, Verdict, _usable, find_gpu, label
@@ -144,15 +144,23 @@ def _host_cause(spec: NodeSpec, snap: dict | None, index: int, value: float) -> 
             f"Gen{gen_max} x{width_max}): reseat the GPU or riser cable, check the slot's "
             f"link settings in the BIOS; {_HOST_CAUSES}"
         )
+    narrow = judge_pcie.narrow_hop(gpu)  # the slowest link above the GPU's own, from sysfs
     if gen and width:
         eq = floors.equivalent_width(value, gen)
         if eq is not None and eq < width:
+            where = (
+                f": the PCIe path shows {narrow}"
+                if narrow
+                else f", a slot or PCIe switch uplink at x{eq}"
+            )
             return (
                 f"NVML reads Gen{gen} x{width} for this GPU, yet {value:g} GB/s is what a "
-                f"Gen{gen} x{eq} link carries: the bottleneck is upstream of the GPU, a slot or "
-                f"PCIe switch uplink at x{eq} (reseat the uplink cable, check the slot's width "
-                f"and bifurcation in the BIOS); {_HOST_CAUSES}"
+                f"Gen{gen} x{eq} link carries: the bottleneck is upstream of the GPU{where} "
+                f"(reseat the uplink cable, check the slot's width and bifurcation in the "
+                f"BIOS); {_HOST_CAUSES}"
             )
+    if narrow:
+        return f"the PCIe path shows {narrow}, slower than the GPU's own link; {_HOST_CAUSES}"
     return (
         "usual causes: a slot or PCIe switch uplink at x4/x8 (NVML sees only the GPU's own "
         "link), a riser trained at a lower gen, ACS or an IOMMU in translated mode (iommu=pt), "

@@ -7,12 +7,16 @@ rewrites ``gpubox.prom`` there atomically (a temp file renamed over it; node_exp
 
     gpubox_acceptance_success 1                           1 when every check passed
     gpubox_acceptance_last_run_timestamp_seconds 1795679071   when the run finished
-    gpubox_acceptance_checks{outcome="passed"} 42         checks by outcome
+    gpubox_acceptance_checks{outcome="passed"} 54         checks by outcome
     gpubox_check_passed{check="test_pcie[gpu0]"} 1        one per check (0: failed)
     gpubox_gpu_present{gpu="gpu0",bus_id="0000:04:00.0"} 1
     gpubox_gpu_pcie_link_width{gpu="gpu0",...} 16         also _gen
     gpubox_gpu_sm_clock_mhz{...} 1140                      gpubox_gpu_temperature_celsius{...},
                                                           gpubox_gpu_hbm_temperature_celsius{...}
+    gpubox_gpu_pcie_replays{gpu="gpu0",...} 0             NVML's replay counter since boot
+    gpubox_pcie_link_width{bus_id="0000:02:00.0",role="switch_upstream"} 16    also _gen: every
+                                                          hop of every GPU's path, once
+    gpubox_pcie_aer_errors{bus_id=...,role=...,severity="correctable"} 0   since boot
     gpubox_bandwidth_gbps{measurement="h2d[gpu0]"} 13.1   when the bandwidth tier ran
 """
 
@@ -108,6 +112,7 @@ def render(record: Record) -> str:
         ("gpubox_gpu_present", "1 when NVML answers for the GPU, 0 when it is lost", None),
         ("gpubox_gpu_pcie_link_gen", "current PCIe generation", ("pcie", "gen_current")),
         ("gpubox_gpu_pcie_link_width", "current PCIe link width, lanes", ("pcie", "width_current")),
+        ("gpubox_gpu_pcie_replays", "PCIe replays since boot (NVML)", ("pcie", "replay_counter")),
         ("gpubox_gpu_sm_clock_mhz", "SM clock at the run, MHz", ("clocks", "sm_mhz")),
         ("gpubox_gpu_temperature_celsius", "GPU temperature, C", ("temperature_c",)),
         ("gpubox_gpu_hbm_temperature_celsius", "HBM temperature, C", ("hbm_temperature_c",)),
@@ -125,6 +130,7 @@ def render(record: Record) -> str:
                 samples.append((labels, value))
         if samples:
             metric(name, help_text, "gauge", samples)
+    _pcie_hops(metric, snap)
     bench = history.measurements(results, host)
     if bench:
         metric(
@@ -134,6 +140,48 @@ def render(record: Record) -> str:
             [(_labels(measurement=k), v) for k, v in sorted(bench.items())],
         )
     return "\n".join(lines) + "\n"
+
+
+def _pcie_hops(metric, snap: dict) -> None:
+    """Every device on a GPU's PCIe path once (a switch shared by two GPUs is one hop)."""
+    hops: dict[str, dict] = {}
+    for gpu in snap.get("gpus", []):
+        path = gpu.get("pcie_path") or {}
+        for hop in path.get("hops") or []:
+            hops.setdefault(hop["bus_id"], hop)
+    if not hops:
+        return
+    labelled = [
+        (hop, _labels(bus_id=bus, role=hop.get("role") or "")) for bus, hop in sorted(hops.items())
+    ]
+    for key, name, what in (
+        ("gen", "gpubox_pcie_link_gen", "current PCIe generation of the hop's link (sysfs)"),
+        ("width", "gpubox_pcie_link_width", "current width of the hop's link, lanes (sysfs)"),
+    ):
+        samples = [(lb, (h.get("link") or {}).get(key)) for h, lb in labelled]
+        samples = [(lb, v) for lb, v in samples if isinstance(v, int)]
+        if samples:
+            metric(name, what, "gauge", samples)
+    samples = []
+    for hop, _ in labelled:
+        for severity in ("correctable", "nonfatal", "fatal"):
+            total = ((hop.get("aer") or {}).get(severity) or {}).get("total")
+            if isinstance(total, int):
+                samples.append(
+                    (
+                        _labels(
+                            bus_id=hop["bus_id"], role=hop.get("role") or "", severity=severity
+                        ),
+                        total,
+                    )
+                )
+    if samples:
+        metric(
+            "gpubox_pcie_aer_errors",
+            "AER errors the hop counted since boot (sysfs)",
+            "gauge",
+            samples,
+        )
 
 
 def write(metrics_dir: str, record: Record) -> Path:

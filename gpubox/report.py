@@ -31,7 +31,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from gpubox import history
+from gpubox import busid, history
 from gpubox.records import Record, short_boot_id
 
 PASS_C, FAIL_C, WARN_C, SKIP_C, NONE_C = "#2e7d32", "#c62828", "#ef8f00", "#9e9e9e", "#e0e0e0"
@@ -503,6 +503,152 @@ def _section_gpus(latest: Record) -> str:
     )
 
 
+def _pcie_links(latest: Record) -> tuple[list[dict], dict[str, dict], str | None]:
+    """Every link of every GPU's PCIe path, judged against the spec: (links, boxes, why none).
+
+    A link is ``{id, upper, lower, text, level, gpus, kind, aer}`` (``upper``/``lower``: box ids);
+    a box is a root port, a switch (its upstream port with its downstream ports) or a GPU."""
+    from gpubox import judge_pcie
+
+    spec = _spec_obj(latest)
+    snap = history.snapshot(latest.results, latest.meta.get("host"))
+    boxes: dict[str, dict] = {}
+    links: dict[str, dict] = {}
+    reason = None
+    for gpu in snap.get("gpus", []):
+        path = gpu.get("pcie_path") or {}
+        hops = path.get("hops") or []
+        if not path.get("available") or not hops:
+            reason = reason or path.get("reason") or "the snapshot has no PCIe path"
+            continue
+        index = gpu.get("index")
+        name = f"gpu{index}"
+        box_of: dict[str, str] = {}
+        for k, hop in enumerate(hops):
+            role = hop.get("role")
+            if role == "switch_downstream" and k + 1 < len(hops):
+                box_of[hop["bus_id"]] = hops[k + 1]["bus_id"]  # drawn inside its switch
+            else:
+                box_of[hop["bus_id"]] = hop["bus_id"]
+            if box_of[hop["bus_id"]] == hop["bus_id"]:
+                kind = {"gpu": "gpu", "root_port": "root"}.get(role, "switch")
+                label = name if role == "gpu" else judge_pcie.hop_name(hop)
+                boxes.setdefault(hop["bus_id"], {"kind": kind, "label": label})
+        floor = spec.gpu_pcie(index) if spec is not None and index is not None else None
+        own = gpu.get("pcie") or {}
+        for k, hop in enumerate(hops[:-1]):
+            if hop.get("role") not in ("gpu", "switch_upstream", "bridge"):
+                continue
+            upper = box_of[hops[k + 1]["bus_id"]]
+            if hop.get("role") == "gpu":
+                gen, width = own.get("gen_current"), own.get("width_current")
+                text, level = f"Gen{gen} x{width}", "unknown"
+                if floor is not None and (floor.min_gen or floor.min_width):
+                    low = (floor.min_gen and (gen or 0) < floor.min_gen) or (
+                        floor.min_width and (width or 0) < floor.min_width
+                    )
+                    level = "fail" if low else "pass"
+                kind = "gpu link (NVML)"
+            else:
+                text = f"Gen{(hop.get('link') or {}).get('gen')} x{(hop.get('link') or {}).get('width')}"
+                level = "unknown"
+                if floor is not None:
+                    level = judge_pcie.uplink_level(hop, hops[k + 1], floor.uplink)[0]
+                kind = judge_pcie.uplink_name(hop)
+            entry = links.setdefault(
+                hop["bus_id"],
+                {"id": hop["bus_id"], "upper": upper, "lower": box_of[hop["bus_id"]], "text": text,
+                 "level": level, "gpus": [], "kind": kind},
+            )  # fmt: skip
+            entry["gpus"].append(name)
+            order = ["pass", "unknown", "warn", "fail"]
+            if order.index(level) > order.index(entry["level"]):
+                entry["level"] = level  # a shared uplink takes the strictest GPU's floor
+    return list(links.values()), boxes, (None if boxes else reason)
+
+
+_LEVEL_C = {"pass": PASS_C, "warn": WARN_C, "fail": FAIL_C, "unknown": SKIP_C}
+
+
+def pcie_tree_svg(links: list[dict], boxes: dict[str, dict], title: str) -> str:
+    """Root ports on top, switches in the middle, GPUs below; each link coloured by its level."""
+    gpus = sorted(
+        (b for b, box in boxes.items() if box["kind"] == "gpu"), key=lambda b: boxes[b]["label"]
+    )
+    col, top, row, box_w, box_h = 150, 48, 110, 132, 40
+    width = max(len(gpus) * col + 40, _text_width(title, 13) + 24)
+    x: dict[str, float] = {b: 20 + i * col + col / 2 for i, b in enumerate(gpus)}
+    parent = {ln["lower"]: ln["upper"] for ln in links}
+    for _ in range(4):  # switches, then root ports: centred over what hangs below them
+        for b in boxes:
+            below = [x[c] for c, p in parent.items() if p == b and c in x]
+            if below and b not in gpus:
+                x[b] = sum(below) / len(below)
+    level_y = {"root": top, "switch": top + row, "gpu": top + 2 * row}
+    body = [_text(width / 2, 20, title, size=13, weight="bold")]
+    for ln in links:
+        if ln["upper"] not in x or ln["lower"] not in x:
+            continue
+        x1, y1 = x[ln["upper"]], level_y[boxes[ln["upper"]]["kind"]] + box_h
+        x2, y2 = x[ln["lower"]], level_y[boxes[ln["lower"]]["kind"]]
+        colour = _LEVEL_C.get(ln["level"], SKIP_C)
+        body.append(
+            f'<line x1="{x1:.1f}" y1="{y1}" x2="{x2:.1f}" y2="{y2}" stroke="{colour}" '
+            'stroke-width="5"/>'
+        )
+        # The label beside the line, on its outer side, so two links from one switch never meet.
+        left = x2 < x1 - 1
+        lx, ly = x1 + (x2 - x1) * 0.6 + (-8 if left else 8), y1 + (y2 - y1) * 0.6 + 4
+        body.append(
+            _text(lx, ly, ln["text"], anchor="end" if left else "start", fill=colour, weight="bold")
+        )
+    for b, box in boxes.items():
+        if b not in x:
+            continue
+        y = level_y[box["kind"]]
+        fill = {"root": "#eceff1", "switch": "#e3f2fd", "gpu": "#f1f8e9"}[box["kind"]]
+        body.append(
+            f'<rect x="{x[b] - box_w / 2:.1f}" y="{y}" width="{box_w}" height="{box_h}" rx="6" '
+            f'fill="{fill}" stroke="#607d8b"/>'
+        )
+        body.append(
+            _text(
+                x[b],
+                y + 16,
+                box["label"].split(" ")[-1] if box["kind"] != "gpu" else box["label"],
+                weight="bold",
+            )
+        )
+        sub = {"root": "root port", "switch": "PCIe switch"}.get(box["kind"], busid.short(b))
+        body.append(_text(x[b], y + 31, sub, size=11, fill="#555"))
+    return _svg(int(width), top + 2 * row + box_h + 16, body, title)
+
+
+def _section_pcie(latest: Record) -> str:
+    links, boxes, why = _pcie_links(latest)
+    if not boxes:
+        return (
+            '<section id="pcie"><h2>PCIe paths</h2>'
+            f'<p id="pcie-tree" data-kind="none">PCIe paths not readable: {esc(why)}</p></section>'
+        )
+    title = "PCIe tree: root ports, switches, GPUs (links coloured against their floors)"
+    rows = "".join(
+        f'<tr class="link {esc(ln["level"])}" data-link="{esc(ln["id"])}" data-level="{esc(ln["level"])}">'
+        f"<td>{esc(ln['kind'])}</td><td>{esc(ln['text'])}</td><td>{esc(', '.join(ln['gpus']))}</td>"
+        f'<td style="color:{_LEVEL_C.get(ln["level"], SKIP_C)}">{esc(ln["level"])}</td></tr>'
+        for ln in sorted(links, key=lambda ln: (ln["gpus"][0], ln["kind"]))
+    )
+    return (
+        '<section id="pcie"><h2>PCIe paths</h2>'
+        f'<figure id="pcie-tree" data-kind="tree">{img(pcie_tree_svg(links, boxes, title), "pcie-tree-img", title)}'
+        "<figcaption>Each GPU's own link as NVML reads it, each switch's uplink as sysfs reads it; "
+        "green: at or above its floor (or its capability), amber: below its capability, red: "
+        "below its floor.</figcaption></figure>"
+        '<table id="pcie-links" class="compact"><thead><tr><th>link</th><th>now</th><th>GPUs</th>'
+        f"<th>verdict</th></tr></thead><tbody>{rows}</tbody></table></section>"
+    )
+
+
 def _section_p2p(latest: Record) -> str:
     host = latest.meta.get("host")
     snap = history.snapshot(latest.results, host)
@@ -840,6 +986,7 @@ def render_html(doc: dict, burn: dict | None = None) -> str:
                 _section_summary(doc, latest),
                 _section_changes(entry),
                 _section_gpus(latest),
+                _section_pcie(latest),
                 _section_p2p(latest),
                 _section_checks(latest),
                 _section_host_bandwidth(latest),

@@ -70,9 +70,9 @@ def test_a_run_leaves_a_complete_record(tmp_path, node_env, boot_ids):
     assert rec.boot_id == boot_ids[0] and rec.meta["host"] == "node0" and rec.meta["seq"] == 1
     results = rec.results
     assert results["schema"] == "gpubox.results/1"
-    assert sum(results["counts"].values()) == 42 == sum(rec.meta["counts"].values())
+    assert sum(results["counts"].values()) == 54 == sum(rec.meta["counts"].values())
     assert results["hosts"]["node0"]["snapshot"]["gpu_count"] == 4
-    assert 'tests="42"' in (rec.path / "junit.xml").read_text()
+    assert 'tests="54"' in (rec.path / "junit.xml").read_text()
     assert "-m quick" in (rec.path / "logs/pytest.log").read_text()
     assert rec.meta["ok"] == (proc.returncode == 0) == (not rec.meta["failed"])
     assert "test_clock_locked[gpu0]" not in rec.meta["failed"]  # the lock is on

@@ -68,7 +68,7 @@ def test_relative_paths_are_taken_from_where_accept_was_started(tmp_path, node, 
     (rec,) = records.list_records(runs)
     assert "unrecognized arguments" not in (rec.path / "logs/pytest.log").read_text()
     assert rec.meta["error"] is None, rec.meta["error"]
-    assert sum(rec.meta["counts"].values()) == 42
+    assert sum(rec.meta["counts"].values()) == 54
     log = (rec.path / "logs/pytest.log").read_text().splitlines()[0]
     assert f" {ROOT / 'checks'} -m quick " in log and f"--node-spec {spec_file} " in log
     assert f"record {rec.path}" in proc.stderr

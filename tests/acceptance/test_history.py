@@ -30,13 +30,42 @@ def two_boots(tmp_path, spec, snap, results_doc, write_record, boot_ids):
 def test_a_healthy_boot_after_a_healthy_boot_changes_nothing(two_boots, spec, snap, results_doc):
     entry = two_boots(results_doc(spec, snap(HEALTHY)))
     assert entry["changes"] == [] and entry["baseline_changes"] == []
-    assert entry["ok"] and entry["counts"] == {"passed": 41}  # no manifest check here
+    assert entry["ok"] and entry["counts"] == {"passed": 53}  # no manifest check here
 
 
 def test_an_x4_link_is_named(two_boots, spec, snap, results_doc):
     entry = two_boots(results_doc(spec, snap("fault-gpu0-x4")))
     assert _texts(entry["changes"]) == ["gpu0 link x16 -> x4", "now failing: test_pcie[gpu0]"]
     assert entry["changes"][0]["before"] == "Gen3 x16"
+
+
+@pytest.mark.parametrize(
+    ("fault", "changes"),
+    [
+        ("fault-pcie-uplink-x8", ["gpu0 uplink 02:00.0 x16 -> x8", "gpu1 uplink 02:00.0 x16 -> x8",
+                                  "now failing: test_pcie_path[gpu0]", "now failing: test_pcie_path[gpu1]"]),
+        ("fault-pcie-uplink-gen1", ["gpu0 uplink 02:00.0 Gen3 -> Gen1", "gpu1 uplink 02:00.0 Gen3 -> Gen1",
+                                    "now failing: test_pcie_path[gpu0]", "now failing: test_pcie_path[gpu1]"]),
+        ("fault-pcie-replays", ["gpu1 replays 0 -> 1200 since boot", "now failing: test_pcie_errors[gpu1]"]),
+        ("fault-pcie-aer-correctable", [
+            "gpu1 AER correctable at the GPU 05:00.0 0 -> 508 since boot",
+            "gpu1 AER correctable at switch downstream port 03:10.0 0 -> 230 since boot",
+            "now failing: test_pcie_errors[gpu1]",
+        ]),
+        ("fault-pcie-aer-fatal", [
+            "gpu3 AER fatal at switch downstream port 0e:10.0 0 -> 1 since boot",
+            "now failing: test_pcie_errors[gpu3]",
+        ]),
+        ("fault-pcie-acs-on", [
+            "gpu2 ACS at switch downstream port 0e:08.0 off -> on (ReqRedir, CmpltRedir)",
+            "gpu3 ACS at switch downstream port 0e:10.0 off -> on (ReqRedir, CmpltRedir)",
+            "now failing: test_acs[gpu2]", "now failing: test_acs[gpu3]",
+        ]),
+    ],
+)  # fmt: skip
+def test_the_pcie_path_names_the_hop(two_boots, spec, snap, results_doc, fault, changes):
+    entry = two_boots(results_doc(spec, snap(fault)))
+    assert _texts(entry["changes"]) == changes
 
 
 def test_a_gen1_link(two_boots, spec, snap, results_doc):
@@ -146,9 +175,9 @@ def test_the_text_table(tmp_path, spec, snap, results_doc, write_record, boot_id
     text = history.format_text(history.local(str(tmp_path), spec_path="/nonexistent"))
     lines = text.splitlines()
     assert lines[0] == f"node0: 3 boot record(s) in {tmp_path} (oldest first)"
-    assert "PASS  41 passed" in lines[2] and "first record" in lines[3]
+    assert "PASS  53 passed" in lines[2] and "first record" in lines[3]
     assert "no change from the previous boot" in lines[5]
-    assert "FAIL  40 passed, 1 failed" in lines[6]
+    assert "FAIL  52 passed, 1 failed" in lines[6]
     assert lines[7].strip() == "vs previous: gpu0 link x16 -> x4"
 
 
@@ -161,4 +190,4 @@ def test_full_documents_rebuild_records(tmp_path, spec, snap, results_doc, write
     write_record(tmp_path, boot_ids[0], results_doc(spec, snap(HEALTHY)), 1)
     doc = history.local(str(tmp_path), full=True, spec_path="/nonexistent")
     (rec,) = history.records_of(doc)
-    assert isinstance(rec, records.Record) and rec.results["counts"] == {"passed": 41}
+    assert isinstance(rec, records.Record) and rec.results["counts"] == {"passed": 53}

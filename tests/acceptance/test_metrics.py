@@ -64,3 +64,24 @@ def test_label_values_are_escaped_as_the_format_says(
     record = write_record(tmp_path, "boot-d", results, 4)
     values = parsed(metrics.render(record))
     assert (("check", 'test_odd[a"b\\c\nd]'),) in values["gpubox_check_passed"]
+
+
+def test_every_hop_of_the_pcie_paths_once(tmp_path, spec, snap, results_doc, write_record):
+    for n, fault in enumerate(
+        ["fault-pcie-uplink-x8", "fault-pcie-aer-fatal", "fault-pcie-replays"]
+    ):
+        record = write_record(tmp_path, f"boot-p{n}", results_doc(spec, snap(fault)), n + 1)
+        values = parsed(metrics.render(record))
+        width = values["gpubox_pcie_link_width"]
+        # 4 GPUs, 4 switch downstream ports, 2 switch upstream ports, 2 root ports.
+        assert len(width) == 12
+        up = (("bus_id", "0000:02:00.0"), ("role", "switch_upstream"))
+        assert width[up] == (8 if fault == "fault-pcie-uplink-x8" else 16)
+        assert values["gpubox_pcie_link_gen"][up] == 3
+        port = (("bus_id", "0000:0e:10.0"), ("role", "switch_downstream"), ("severity", "fatal"))
+        assert values["gpubox_pcie_aer_errors"][port] == (fault == "fault-pcie-aer-fatal")
+        assert len(values["gpubox_pcie_aer_errors"]) == 36
+        gpu1 = (("bus_id", "0000:05:00.0"), ("gpu", "gpu1"))
+        assert values["gpubox_gpu_pcie_replays"][gpu1] == (
+            1200 if fault == "fault-pcie-replays" else 0
+        )

@@ -82,7 +82,7 @@ def test_sections_and_ids(runs, boot_ids):
         "h2d[gpu1] 13.1 -> 9.8 GB/s (-25% vs baseline)"
     ]
     rows = dom.by_id("expected-vs-found").find_all("tr", cls="check")
-    assert len(rows) == 41
+    assert len(rows) == 53
     (failed,) = [r for r in rows if r.attrs["data-outcome"] == "failed"]
     assert rows[0] is failed and failed.attrs["data-check"] == "test_pcie[gpu0]"
     assert failed.find_all("td", cls="found")[0].text() == "gen: 3, width: 4"
@@ -178,7 +178,7 @@ def test_chromium_renders_the_table_and_the_heatmap(tmp_path, runs):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 50_000
     dom = chromium.parse(chromium.dump_dom(page, measure_images=True))
     assert dom.find_all("body")[0].attrs.get("data-loaded") == "yes"
-    assert len(dom.by_id("expected-vs-found").find_all("tr", cls="check")) == 41
+    assert len(dom.by_id("expected-vs-found").find_all("tr", cls="check")) == 53
     assert dom.by_id("p2p-heatmap").attrs["data-kind"] == "status"
     heat = dom.by_id("p2p-heatmap-img")
     assert heat.attrs["src"].startswith("data:image/svg+xml;base64,")
@@ -231,3 +231,28 @@ def test_no_burn_no_burn_section(runs):
     assert (
         chromium.parse(report.render_html(_doc(runs(bench_last=False)))).find_all(id="burn") == []
     )
+
+
+def test_the_pcie_tree_colours_each_link_against_its_floor(
+    tmp_path, spec, snap, results_doc, write_record, boot_ids
+):
+    write_record(tmp_path / "runs", boot_ids[0], results_doc(spec, snap(HEALTHY)), 1)
+    write_record(tmp_path / "runs", boot_ids[1], results_doc(spec, snap("fault-pcie-uplink-x8")), 2)
+    page = tmp_path / "report.html"
+    page.write_text(report.render_html(_doc(tmp_path / "runs")))
+    dom = chromium.parse(chromium.dump_dom(page, measure_images=True))
+    links = {r.attrs["data-link"]: r for r in dom.by_id("pcie-links").find_all("tr", cls="link")}
+    # Two switch uplinks and four GPU links, each once.
+    assert len(links) == 6
+    assert links["0000:02:00.0"].attrs["data-level"] == "fail"
+    cells = [td.text() for td in links["0000:02:00.0"].find_all("td")]
+    assert cells == ["switch uplink 02:00.0", "Gen3 x8", "gpu0, gpu1", "fail"]
+    assert links["0000:0d:00.0"].attrs["data-level"] == "pass"  # x4, as the spec says
+    assert {links[b].attrs["data-level"] for b in ("0000:04:00.0", "0000:0f:00.0")} == {"pass"}
+    svg = _svg(dom.by_id("pcie-tree-img"))
+    assert svg.count("<line ") == 6 and svg.count(report.FAIL_C) == 2  # the line and its label
+    assert "root port" in svg and "PCIe switch" in svg and ">02:00.0<" in svg
+    image = dom.by_id("pcie-tree-img")
+    assert int(image.attrs["data-natural-width"]) >= 600  # drawn, not a broken image
+    png = chromium.screenshot(page, tmp_path / "pcie.png")
+    assert png.stat().st_size > 50_000

@@ -160,3 +160,22 @@ def test_baseline_floor_fails_a_node_the_spec_would_pass(make_spec, snap, bench_
     baseline = Baseline.from_document(doc, "home", "b.json")
     v = jb.h2d(no_floors, snap(), bench_doc(HEALTHY), 2, baseline)
     assert v.level == "fail" and "(baseline b.json (median 13 GB/s - 10%))" in v.message
+
+
+def test_host_copy_names_the_narrow_hop_the_pcie_path_shows(spec, snap, bench_doc, tmp_path):
+    import copy
+
+    from gpubox import pcie_path
+    from gpubox.sim import scenario, sysfs
+
+    root = sysfs.render(scenario.load("fault-bw-gpu0-x4-slot"), tmp_path / "sys")
+    snapshot = copy.deepcopy(snap())
+    for gpu in snapshot["gpus"]:
+        gpu["pcie_path"] = pcie_path.walk(gpu["bus_id"], str(root))
+    v = jb.h2d(spec, snapshot, bench_doc("fault-bw-gpu0-x4-slot"), 1)
+    assert v.level == "fail"
+    assert (
+        "NVML reads Gen3 x16 for this GPU, yet 3.3 GB/s is what a Gen3 x4 link carries: the "
+        "bottleneck is upstream of the GPU: the PCIe path shows switch uplink 02:00.0 at Gen3 x4 "
+        "(reseat the uplink cable"
+    ) in v.message

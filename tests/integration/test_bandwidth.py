@@ -27,7 +27,8 @@ BOTH_TIERS = "quick or bandwidth"
 FAULTS = {
     "fault-bw-gpu0-x4-slot": (
         {"test_h2d[gpu0]", "test_d2h[gpu0]", "test_h2d[gpu1]", "test_d2h[gpu1]"},
-        "GB/s is what a Gen3 x4 link carries: the bottleneck is upstream of the GPU",
+        "GB/s is what a Gen3 x4 link carries: the bottleneck is upstream of the GPU: the PCIe "
+        "path shows switch uplink 02:00.0 at Gen3 x4",
     ),
     "fault-bw-p2p-off": ({f"test_p2p_bandwidth[{p}]" for p in PAIRS}, "'CANNOT Access Peer'"),
     "fault-bw-slow-pair": (
