@@ -18,6 +18,12 @@ What is compared, per host (the record's own host in the results file):
 * the checks: the clock checks flipping (``clock lock missing`` / ``clock lock back``), every
   other check that went from passed to failed or back.
 
+Across boots, :func:`escalations`: a check on a GPU (or a GPU pair) that failed at each of the
+last :data:`ESCALATE_AFTER` or more consecutive boots: the same GPU failing the same way
+(``test_gpu_present[gpu2]``: lost; ``test_xid[gpu1]``; ``test_pcie_path[gpu3]``: a narrowed
+link) is a hardware problem a reboot did not fix, and history, the report, the webhook and the
+Slurm drain reason say so.
+
 Against the calibrated baseline (``gpubox calibrate``; the record keeps the medians in force at
 the time): every measurement :data:`BANDWIDTH_STEP` or more away from its median, or under the
 baseline's floor.
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +48,10 @@ BANDWIDTH_STEP = 0.10
 CLOCK_CHECKS = ("test_clock_unit", "test_clock_locked")
 LOCAL_SPEC = "/etc/gpubox/spec.json"
 HISTORY_TIMEOUT_S = 120.0  # `gpubox history --json --full` over SSH
+# Three boots: one failure may be a bad boot, two a coincidence; at three the reboot that users
+# try first has failed twice (gpud's users asked for this line between "reboot" and "replace").
+ESCALATE_AFTER = 3
+_ON_A_GPU = re.compile(r"\[(gpu\d+(?:-gpu\d+)?)\]$")  # test_xid[gpu1], test_p2p[gpu0-gpu1]
 
 
 class HistoryError(RuntimeError):
@@ -471,6 +482,69 @@ def baseline_changes(record: records_mod.Record) -> list[dict]:
     return out
 
 
+# ---- escalation across boots -------------------------------------------------------------------
+
+
+def _failed_on_gpus(results: dict | None) -> dict[str, dict]:
+    """The failed checks of one record that name a GPU or a pair: short id -> check."""
+    out = {}
+    for c in (results or {}).get("checks", []):
+        short = c["id"].split("::")[-1]
+        if c.get("outcome") == "failed" and _ON_A_GPU.search(short):
+            out[short] = c
+    return out
+
+
+def escalation_streaks(found: list[records_mod.Record]) -> list[list[dict]]:
+    """Per record (oldest first), its escalations as of that boot (see :func:`escalations`).
+
+    A streak counts consecutive records in which the check failed; a boot where it passed, or
+    whose checks did not run, ends it (nothing is escalated on a guess).
+    """
+    streaks: dict[str, dict] = {}
+    out = []
+    for record in found:
+        now = {}
+        for short, check in _failed_on_gpus(record.results).items():
+            before = streaks.get(short)
+            now[short] = {
+                "check": short,
+                "gpu": _ON_A_GPU.search(short).group(1),
+                "boots": (before["boots"] if before else 0) + 1,
+                "since": before["since"] if before else record.boot_id,
+                "message": check.get("message") or "",
+            }
+        streaks = now
+        out.append(
+            [
+                {**e, "text": escalation_text(e)}
+                for e in sorted(now.values(), key=lambda e: e["check"])
+                if e["boots"] >= ESCALATE_AFTER
+            ]
+        )
+    return out
+
+
+def escalations(found: list[records_mod.Record]) -> list[dict]:
+    """What needs hardware attention at the latest boot: each check on a GPU that failed at each
+    of the last :data:`ESCALATE_AFTER` or more consecutive boots, as
+    ``{check, gpu, boots, since, message, text}``.
+
+    >>> [e["text"] for e in escalations(records)]  # doctest: +SKIP
+    ['gpu2 needs hardware attention, not another reboot: test_gpu_present[gpu2] failed at 3 consecutive boots: ...']
+    """
+    per_boot = escalation_streaks(found)
+    return per_boot[-1] if per_boot else []
+
+
+def escalation_text(e: dict) -> str:
+    why = f": {e['message']}" if e.get("message") else ""
+    return (
+        f"{e['gpu']} needs hardware attention, not another reboot: {e['check']} failed at "
+        f"{e['boots']} consecutive boots{why}"
+    )
+
+
 # ---- the history document -----------------------------------------------------------------------
 
 
@@ -498,8 +572,9 @@ def document(
     """``gpubox history --json``: every boot (oldest first) with its changes; ``full`` adds each
     record's ``record.json`` and results (what ``gpubox report`` renders)."""
     boots, previous, measured = [], None, None
-    for record in found:
+    for record, escalated in zip(found, escalation_streaks(found), strict=True):
         entry = summary(record)
+        entry["escalated"] = escalated
         entry["changes"] = diff(previous, record, measured)
         entry["measured"] = bool(measurements(record.results, record.meta.get("host")))
         if entry["measured"]:
@@ -646,6 +721,8 @@ def format_text(doc: dict) -> str:
             lines.append("         first record")
         elif not b.get("changes"):
             lines.append("         no change from the previous boot")
+        for e in b.get("escalated", []):
+            lines.append(f"         !! {e['text']}")
         for c in b.get("changes", []):
             lines.append(f"         vs previous: {c['text']}")
         for c in b.get("baseline_changes", []):

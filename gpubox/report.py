@@ -7,6 +7,8 @@ sections, with stable ids for scripts and tests:
 
 =====================  =============================================================================
 ``#summary``           host, latest boot, PASS/FAIL (``data-ok``), counts
+``#escalated``         only when a GPU failed the same way at several consecutive boots
+                       (``li.escalation``, ``data-gpu``, ``data-check``, ``data-boots``)
 ``#changes``           what changed against the previous boot (``#changes-previous``) and the
                        calibrated baseline (``#changes-baseline``)
 ``#gpus``              per GPU: bus id, name, PCIe link, SM clock, temperatures, persistence
@@ -363,6 +365,24 @@ def _section_summary(doc: dict, latest: Record) -> str:
         f"<code>{esc(doc.get('runs_dir'))}</code>.</p>"
         + (f'<p class="error">{esc(meta["error"])}</p>' if meta.get("error") else "")
         + "</header>"
+    )
+
+
+def _section_escalated(entry: dict) -> str:
+    """The first thing on the page when a GPU failed the same way at several boots in a row."""
+    escalated = entry.get("escalated") or []
+    if not escalated:
+        return ""
+    items = "".join(
+        f'<li class="escalation" data-gpu="{esc(e["gpu"])}" data-check="{esc(e["check"])}" '
+        f'data-boots="{esc(e["boots"])}">{esc(e["text"])}</li>'
+        for e in escalated
+    )
+    return (
+        '<section id="escalated" class="status-fail"><h2>Needs hardware attention</h2>'
+        f"<p>Failed the same way at {history.ESCALATE_AFTER} or more consecutive boots: "
+        "rebooting again will not fix it (reseat, swap or RMA the part, and check its cable and "
+        f"slot).</p><ul>{items}</ul></section>"
     )
 
 
@@ -876,7 +896,8 @@ def _section_trends(recs: list[Record]) -> str:
 def _section_boots(doc: dict) -> str:
     rows = []
     for n, b in reversed(list(enumerate(doc.get("boots", []), 1))):
-        changes = [c["text"] for c in b.get("changes", [])]
+        changes = [e["text"] for e in b.get("escalated", [])]
+        changes += [c["text"] for c in b.get("changes", [])]
         changes += [f"vs baseline: {c['text']}" for c in b.get("baseline_changes", [])]
         text = "<br>".join(esc(t) for t in changes) or (
             "first record" if b.get("first") else "no change"
@@ -902,6 +923,7 @@ CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px auto;max-width:1200px;
 color:#222;padding:0 16px}
 header{border-left:8px solid #999;padding:4px 16px;margin-bottom:16px}
+section#escalated{border:2px solid #c62828;padding:0 12px}
 header.status-pass{border-color:#2e7d32}header.status-fail{border-color:#c62828}
 h1{margin:8px 0}h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
 table{border-collapse:collapse;width:100%;font-size:13px}
@@ -984,6 +1006,7 @@ def render_html(doc: dict, burn: dict | None = None) -> str:
         body = "".join(
             [
                 _section_summary(doc, latest),
+                _section_escalated(entry),
                 _section_changes(entry),
                 _section_gpus(latest),
                 _section_pcie(latest),
@@ -1035,6 +1058,7 @@ def render_terminal(doc: dict, width: int = 100) -> str:
     ]
     if meta.get("error"):
         out.append(f"  ! {meta['error']}")
+    out += [f"  !! {e['text']}"[:width] for e in entry.get("escalated", [])]
     changes = [c["text"] for c in entry.get("changes", [])]
     changes += [f"vs baseline: {c['text']}" for c in entry.get("baseline_changes", [])]
     if entry.get("first") or not changes:

@@ -178,9 +178,10 @@ def run(args) -> int:
             record.path,
         )
         previous = earlier[-1] if earlier else None
+        escalated = _escalated([*earlier, record])
         for name in records.prune(runs_dir, keep):
             log.info("pruned the record of boot %s (keeping %d)", name, keep)
-    _after(args, spec, record, previous, runs_dir)
+    _after(args, spec, record, previous, runs_dir, escalated)
     return rc if rc in (0, 1) else (1 if not meta["ok"] else rc)
 
 
@@ -338,7 +339,17 @@ def _collect_bench_logs(draft) -> None:
                 shutil.copy2(source, target / source.name)
 
 
-def _after(args, spec, record, previous, runs_dir) -> None:
+def _escalated(found) -> list[dict]:
+    """This boot's escalations (gpubox.history): logged as errors, for ``journalctl -p err``."""
+    from gpubox import history
+
+    escalated = history.escalations(found)
+    for e in escalated:
+        log.error("%s", e["text"])
+    return escalated
+
+
+def _after(args, spec, record, previous, runs_dir, escalated=()) -> None:
     """Notification and metrics: logged, never raised (the record is already safe)."""
     from gpubox import history, metrics, notify
 
@@ -349,7 +360,7 @@ def _after(args, spec, record, previous, runs_dir) -> None:
         try:
             notify.flush(webhook, outbox)
             if not record.meta.get("ok"):
-                notify.deliver(_message(record, previous, history), webhook, outbox)
+                notify.deliver(_message(record, previous, history, escalated), webhook, outbox)
         except Exception as exc:  # never let a notification problem fail the boot's record
             log.error("notification failed unexpectedly: %r", exc)
     metrics_dir = args.metrics_dir or acc.metrics_dir
@@ -361,7 +372,7 @@ def _after(args, spec, record, previous, runs_dir) -> None:
             log.error("metrics: cannot write to %s: %s", metrics_dir, exc)
 
 
-def _message(record, previous, history) -> str:
+def _message(record, previous, history, escalated=()) -> str:
     from gpubox.records import short_boot_id
 
     meta = record.meta
@@ -372,6 +383,8 @@ def _message(record, previous, history) -> str:
     ]
     if meta.get("error"):
         lines.append(f"error: {meta['error']}")
+    for e in escalated:  # first: the line that says stop rebooting
+        lines.append(f"**{e['text']}**")
     changes = history.diff(previous, record) + history.baseline_changes(record)
     if changes:
         lines.append("changes: " + "; ".join(c["text"] for c in changes[:10]))

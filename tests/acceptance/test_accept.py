@@ -38,23 +38,27 @@ def node_env(tmp_path, spec):
     return spec_file, env
 
 
+def accept_argv(spec_file, runs, boot, *extra) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gpubox",
+        "accept",
+        "--spec",
+        str(spec_file),
+        "--checks",
+        os.path.join(ROOT, "checks"),
+        "--runs-dir",
+        str(runs),
+        "--boot-id",
+        boot,
+        *extra,
+    ]
+
+
 def accept(spec_file, env, runs, boot, *extra):
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gpubox",
-            "accept",
-            "--spec",
-            str(spec_file),
-            "--checks",
-            os.path.join(ROOT, "checks"),
-            "--runs-dir",
-            str(runs),
-            "--boot-id",
-            boot,
-            *extra,
-        ],
+        accept_argv(spec_file, runs, boot, *extra),
         env=env,
         capture_output=True,
         text=True,
@@ -115,3 +119,37 @@ def test_a_bad_spec_is_a_clear_error(tmp_path):
     )
     assert proc.returncode == 2
     assert "no node spec at" in proc.stderr and "deploy the node first" in proc.stderr
+
+
+def test_a_gpu_lost_at_three_boots_in_a_row_escalates_in_the_webhook(
+    tmp_path, spec, boot_ids, hook
+):
+    """The same GPU failing the same way at 3 consecutive boots: the third message says to stop
+    rebooting (the first two do not), and the journal gets it as an error."""
+    data = {"host": "node0", **spec.to_data()}
+    data["software"]["nvml_library"] = str(nvml.library_path())
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(data))
+    resolved = scenario.resolve_to_file("fault-gpu-lost", tmp_path / "scenario.json")
+    env = nvml.environment(resolved, tmp_path / "state")
+    url = tmp_path / "webhook-url"
+    url.write_text(hook.url)
+    os.chmod(url, 0o600)
+    runs = tmp_path / "runs"
+    for n in range(3):
+        proc = accept(spec_file, env, runs, boot_ids[n], "--webhook-file", str(url))
+    first, second, third = (b["content"] for b in hook.bodies)
+    assert "hardware attention" not in first + second
+    assert (
+        "**gpu1 needs hardware attention, not another reboot: test_gpu_present[gpu1] failed at "
+        "3 consecutive boots: " in third
+    ), third
+    assert "gpubox accept: gpu1 needs hardware attention" in proc.stderr
+    # under systemd (stderr is the journal stream) the line carries journald's error priority
+    journal = tmp_path / "journal"
+    with open(journal, "w") as stream:
+        st = os.fstat(stream.fileno())
+        env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
+        argv = accept_argv(spec_file, runs, boot_ids[3], "--webhook-file", str(url))
+        subprocess.run(argv, env=env, stderr=stream, stdout=subprocess.DEVNULL, timeout=300)
+    assert "<3>gpubox accept: gpu1 needs hardware attention" in journal.read_text()

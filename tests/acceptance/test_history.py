@@ -191,3 +191,58 @@ def test_full_documents_rebuild_records(tmp_path, spec, snap, results_doc, write
     doc = history.local(str(tmp_path), full=True, spec_path="/nonexistent")
     (rec,) = history.records_of(doc)
     assert isinstance(rec, records.Record) and rec.results["counts"] == {"passed": 53}
+
+
+@pytest.fixture
+def boots_of(tmp_path, spec, snap, results_doc, write_record, boot_ids):
+    """``boots_of([scenario, ...])`` -> the history document of those boots, in that order."""
+
+    def make(scenarios):
+        for n, name in enumerate(scenarios):
+            write_record(tmp_path, boot_ids[n], results_doc(spec, snap(name)), n + 1)
+        return history.local(str(tmp_path), spec_path="/nonexistent")
+
+    return make
+
+
+def test_a_gpu_lost_at_three_consecutive_boots_is_escalated(boots_of, boot_ids):
+    doc = boots_of([HEALTHY, "fault-gpu-lost", "fault-gpu-lost", "fault-gpu-lost"])
+    assert [b["escalated"] for b in doc["boots"][:3]] == [[], [], []]
+    (e,) = doc["boots"][3]["escalated"]
+    assert (e["check"], e["gpu"], e["boots"], e["since"]) == (
+        "test_gpu_present[gpu1]",
+        "gpu1",
+        3,
+        boot_ids[1],
+    )
+    assert e["text"].startswith(
+        "gpu1 needs hardware attention, not another reboot: test_gpu_present[gpu1] failed at "
+        "3 consecutive boots: node0 gpu1"
+    ), e["text"]
+    assert "GPU_IS_LOST" in e["text"]
+    text = history.format_text(doc)
+    assert f"!! {e['text']}" in text
+    assert text.count("needs hardware attention") == 1
+    recs = records.list_records(doc["runs_dir"])
+    assert history.escalations(recs) == [e]
+
+
+@pytest.mark.parametrize(
+    "scenarios",
+    [
+        [HEALTHY, "fault-gpu-lost", "fault-gpu-lost"],  # two boots: may still be a bad boot
+        ["fault-gpu-lost", "fault-gpu-lost", HEALTHY, "fault-gpu-lost"],  # a good boot between
+        ["fault-gpu-lost", "fault-gpu-missing", "fault-gpu-lost"],  # other GPUs, other ways
+    ],
+    ids=["two-boots", "a-healthy-boot-between", "different-faults"],
+)
+def test_no_escalation_without_three_failures_in_a_row(boots_of, scenarios):
+    doc = boots_of(scenarios)
+    assert doc["boots"][-1]["escalated"] == []
+    assert "hardware attention" not in history.format_text(doc)
+
+
+def test_a_narrowed_link_at_four_boots_counts_four(boots_of):
+    doc = boots_of(["fault-gpu0-x4"] * 4)
+    (e,) = [e for e in doc["boots"][-1]["escalated"] if e["check"] == "test_pcie[gpu0]"]
+    assert e["boots"] == 4 and "4 consecutive boots" in e["text"]

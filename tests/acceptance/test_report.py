@@ -256,3 +256,19 @@ def test_the_pcie_tree_colours_each_link_against_its_floor(
     assert int(image.attrs["data-natural-width"]) >= 600  # drawn, not a broken image
     png = chromium.screenshot(page, tmp_path / "pcie.png")
     assert png.stat().st_size > 50_000
+
+
+def test_a_gpu_lost_at_three_boots_heads_the_page(
+    tmp_path, spec, snap, results_doc, write_record, boot_ids
+):
+    for n, name in enumerate([HEALTHY, "fault-gpu-lost", "fault-gpu-lost", "fault-gpu-lost"]):
+        write_record(tmp_path, boot_ids[n], results_doc(spec, snap(name)), n + 1)
+    doc = history.local(str(tmp_path), full=True, spec_path="/nonexistent")
+    page = report.render_html(doc)
+    section = page[page.index('<section id="escalated"') :]
+    assert page.index('id="escalated"') < page.index('id="changes"')
+    assert 'data-gpu="gpu1" data-check="test_gpu_present[gpu1]" data-boots="3"' in section
+    assert "Needs hardware attention" in section
+    assert "gpu1 needs hardware attention, not another reboot" in report.render_terminal(doc)
+    doc["boots"] = doc["boots"][:3]  # two lost boots: no section yet
+    assert 'id="escalated"' not in report.render_html(doc)
