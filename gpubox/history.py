@@ -717,12 +717,12 @@ def format_text(doc: dict) -> str:
         )
         if b.get("error"):
             lines.append(f"         ! {b['error']}")
+        for e in b.get("escalated", []):  # before the changes: the line to act on
+            lines.append(f"         !! {e['text']}")
         if b.get("first"):
             lines.append("         first record")
         elif not b.get("changes"):
             lines.append("         no change from the previous boot")
-        for e in b.get("escalated", []):
-            lines.append(f"         !! {e['text']}")
         for c in b.get("changes", []):
             lines.append(f"         vs previous: {c['text']}")
         for c in b.get("baseline_changes", []):
