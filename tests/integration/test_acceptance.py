@@ -256,7 +256,8 @@ def test_with_the_bandwidth_tier_the_record_keeps_the_raw_logs_and_history_the_f
     try:
         ssh(node, f"{GPUBOX} accept --bandwidth --no-notify")  # replaces this boot's record
         reboot(node)  # the unit: quick tier only
-        target.set_scenario(node.name, "fault-bw-gpu0-x4-slot")  # uplink x4: NVML cannot see it
+        # switch 1's uplink at x4: NVML cannot see it, the PCIe path walk and the benchmarks can
+        target.set_scenario(node.name, "fault-bw-gpu0-x4-slot")
         slow = ssh(node, f"{GPUBOX} accept --bandwidth --no-notify", check=False)
     finally:
         target.set_scenario(node.name, HEALTHY)
@@ -269,6 +270,8 @@ def test_with_the_bandwidth_tier_the_record_keeps_the_raw_logs_and_history_the_f
         "test_d2h[gpu0]",
         "test_h2d[gpu1]",
         "test_d2h[gpu1]",
+        "test_pcie_path[gpu0]",
+        "test_pcie_path[gpu1]",
     }
     changed = texts(entry)
     assert any(t.startswith("h2d[gpu0] 13.1 -> 3.") and t.endswith("%)") for t in changed), changed

@@ -23,10 +23,13 @@ PAIRS = ("gpu0-gpu1", "gpu0-gpu2", "gpu0-gpu3", "gpu1-gpu2", "gpu1-gpu3", "gpu2-
 BANDWIDTH_CHECKS = 4 + 4 + 6 + 2  # h2d, d2h per GPU; P2P per pair; two all_reduce GPU sets
 BOTH_TIERS = "quick or bandwidth"
 
-# fault scenario -> (the checks it must fail, words every failure message must contain)
+# fault scenario -> (the checks it must fail, words every failed bandwidth check's message must
+# contain). Switch 1's uplink at x4 also fails the quick tier's PCIe path walk (NVML reads Gen3
+# x16 at the GPUs; sysfs shows the narrow uplink above them).
 FAULTS = {
     "fault-bw-gpu0-x4-slot": (
-        {"test_h2d[gpu0]", "test_d2h[gpu0]", "test_h2d[gpu1]", "test_d2h[gpu1]"},
+        {"test_h2d[gpu0]", "test_d2h[gpu0]", "test_h2d[gpu1]", "test_d2h[gpu1]"}
+        | {"test_pcie_path[gpu0]", "test_pcie_path[gpu1]"},
         "GB/s is what a Gen3 x4 link carries: the bottleneck is upstream of the GPU: the PCIe "
         "path shows switch uplink 02:00.0 at Gen3 x4",
     ),
@@ -91,10 +94,13 @@ def test_bandwidth_fault_fails_exactly_its_checks(node, deploy_env, tmp_path, fa
         target.set_scenario(node.name, HEALTHY)
     assert rc == 1
     assert failed_ids(results) == expected
-    for c in results["checks"]:
+    for c in bandwidth_results(results):
         if c["outcome"] == "failed":
             assert words in c["message"] and NODE_NAME in c["message"], c["message"]
             assert "[log: /var/log/gpubox/bench/" in c["message"], c["message"]
+    for c in results["checks"]:
+        if c["outcome"] == "failed" and "test_pcie_path" in c["id"]:
+            assert "switch uplink 02:00.0 at Gen3 x4, expected at least Gen3 x16" in c["message"]
     assert len(bandwidth_results(results)) == BANDWIDTH_CHECKS
 
 
