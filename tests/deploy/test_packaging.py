@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-NODE = {"nvidia-ml-py", "pytest", "pytest-testinfra"}  # what runs on the node
+# what runs on the node (jinja2: `gpubox report` renders its page there too)
+NODE = {"nvidia-ml-py", "pytest", "pytest-testinfra", "jinja2", "markupsafe"}
 CONTROLLER_ONLY = {
     "pyinfra", "paramiko", "pytest-xdist", "gevent", "cryptography", "bcrypt", "pynacl",
-    "execnet", "click", "pydantic", "jinja2", "invoke", "typeguard",
+    "execnet", "click", "pydantic", "invoke", "typeguard",
 }  # fmt: skip
 
 uv = shutil.which("uv")
