@@ -92,3 +92,13 @@ def test_the_deploy_tasks_do_not_import_the_pytest_plugin():
         [sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]", out.stdout
+
+
+@needs_uv
+def test_the_wheel_carries_the_report_templates(artifacts):
+    wheel, _ = artifacts
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+    folder = ROOT / "gpubox" / "templates" / "report"
+    templates = {f"gpubox/templates/report/{p.name}" for p in folder.iterdir()}
+    assert templates and templates <= names, templates - names
