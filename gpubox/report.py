@@ -1,12 +1,15 @@
 """``gpubox report``: one self-contained HTML page per node from its boot records, and a
 one-screen terminal summary.
 
-The page needs no network to be viewed: styles are inline and every plot is an SVG drawn by
-:mod:`gpubox.report_svg` (standard library only) and embedded as
-``<img src="data:image/svg+xml;base64,...">``. This module works out what each section shows; the
-markup is in Jinja2 templates shipped in the package, ``gpubox/templates/report/``
-(``page.html.j2``, one macro per section in ``sections.html.j2``, ``report.css``), autoescaped.
-Its sections, with stable ids for scripts and tests:
+This module works out what each section of the page shows (from the ``--full`` history document,
+with the spec's floors); the markup is in Jinja2 templates shipped in the package under
+``gpubox/templates/report/``: ``page.html.j2`` (the page), ``sections.html.j2`` (one macro per
+section, in page order) and ``report.css``, rendered with autoescaping. The plots are drawn by
+:mod:`gpubox.report_svg`. The terminal summary is plain text built here.
+
+The page needs no network to be viewed: styles are inline and every plot is an SVG (standard
+library only) embedded as ``<img src="data:image/svg+xml;base64,...">``. Its sections, with
+stable ids for scripts and tests:
 
 =====================  =============================================================================
 ``#summary``           host, latest boot, PASS/FAIL (``data-ok``), counts
@@ -15,14 +18,20 @@ Its sections, with stable ids for scripts and tests:
 ``#changes``           what changed against the previous boot (``#changes-previous``) and the
                        calibrated baseline (``#changes-baseline``)
 ``#gpus``              per GPU: bus id, name, PCIe link, SM clock, temperatures, persistence
+``#pcie``              the PCIe tree (``#pcie-tree``, ``data-kind="tree"``, or ``"none"`` when
+                       the paths are not readable) and its links (``#pcie-links``: ``tr.link``,
+                       ``data-link``, ``data-level``), each judged against its floor
 ``#p2p-heatmap``       ``data-kind="bandwidth"``: the P2P GB/s matrix when the bandwidth tier ran;
                        else ``data-kind="status"``: NVML's P2P READ/WRITE status per ordered pair
 ``#expected-vs-found`` one row per check of the latest boot, failures first (``tr.check``,
                        ``data-check``, ``data-outcome``): expected, found, verdict, message
 ``#host-bandwidth``    h2d/d2h GB/s per GPU against its floor (when measured)
 ``#allreduce``         nccl-tests all_reduce busbw against ``floors.allreduce`` (when measured)
+``#burn``              only with a burn: time series per GPU (``#burn-sm-mhz``, ``#burn-temp-c``,
+                       ``#burn-hbm-temp-c``, ``#burn-power-w``, ``#burn-gflops``; ``data-ok``,
+                       ``#burn-safety-stop``)
 ``#trends``            plots across boots: ``#trend-checks``, ``#trend-clocks``,
-                       ``#trend-temperature``, ``#trend-bandwidth`` (when measured)
+                       ``#trend-temperature``, ``#trend-bandwidth``, ``#trend-p2p`` (when measured)
 ``#boot-history``      every boot (``tr.boot``, ``data-boot-id``) with its changes
 =====================  =============================================================================
 """
@@ -141,7 +150,7 @@ def p2p_floor(record: Record, a: int, b: int) -> float | None:
         return spec.floors.p2p_gbps.get(a, b)
 
 
-# ---- sections: what each shows (the markup is in templates/report/) ----------------------------
+# ---- sections: what each shows (their markup: templates/report/sections.html.j2) -----------------
 
 
 def _section_summary(doc: dict, latest: Record) -> dict:
@@ -624,6 +633,9 @@ def _section_burn(burn: dict | None) -> dict:
     }
 
 
+# ---- the page: Jinja2, autoescaped ---------------------------------------------------------------
+
+
 def _escape(value: Any) -> Markup:
     """What every ``{{ value }}`` of a template outputs: markup (a macro's output) as it is, None
     as nothing, anything else escaped as :func:`html.escape` does (``&quot;``, ``&#x27;``)."""
@@ -633,12 +645,14 @@ def _escape(value: Any) -> Markup:
 
 
 class _JoinLines(Extension):
-    """Template lines are joined as written (a newline and the indentation after it are dropped),
-    so a template puts one element a line while the page stays compact and no stray whitespace
-    enters a cell's text. The stylesheet keeps its lines."""
+    """The HTML templates' lines are joined as written (a newline and the indentation after it
+    are dropped), so a template puts one element a line while the page stays compact and no stray
+    whitespace enters a cell's text. The stylesheet keeps its lines."""
 
     def preprocess(self, source: str, name: str | None, filename: str | None = None) -> str:
-        return source if (name or "").endswith(".css") else re.sub(r"\n[ \t]*", "", source)
+        if not (name or "").endswith(".html.j2"):
+            return source
+        return re.sub(r"\n[ \t]*", "", source)
 
 
 _ENV = Environment(
@@ -646,7 +660,7 @@ _ENV = Environment(
     autoescape=True,
     finalize=_escape,
     undefined=StrictUndefined,
-    keep_trailing_newline=True,
+    keep_trailing_newline=True,  # the stylesheet's last line ends with a newline
     extensions=[_JoinLines],
 )
 _ENV.filters["data_uri"] = data_uri
