@@ -14,6 +14,7 @@ from typing import Any
 
 from gpubox import busid
 
+# Verdict colours (the page's badges use the same), one colour per series, and a link's level.
 PASS_C, FAIL_C, WARN_C, SKIP_C, NONE_C = "#2e7d32", "#c62828", "#ef8f00", "#9e9e9e", "#e0e0e0"
 PALETTE = (
     "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e",
@@ -23,6 +24,7 @@ LEVEL_C = {"pass": PASS_C, "warn": WARN_C, "fail": FAIL_C, "unknown": SKIP_C}
 
 
 def esc(value: Any) -> str:
+    """``value`` as text safe in markup and in a quoted attribute; None as nothing."""
     return html.escape("" if value is None else str(value), quote=True)
 
 
