@@ -1,9 +1,15 @@
 """``gpubox report``: one self-contained HTML page per node from its boot records, and a
 one-screen terminal summary.
 
-The page needs no network to be viewed: styles are inline and every plot is an SVG drawn here
-(standard library only) and embedded as ``<img src="data:image/svg+xml;base64,...">``. Its
-sections, with stable ids for scripts and tests:
+This module works out what each section of the page shows (from the ``--full`` history document,
+with the spec's floors); the markup is in Jinja2 templates shipped in the package under
+``gpubox/templates/report/``: ``page.html.j2`` (the page), ``sections.html.j2`` (one macro per
+section, in page order) and ``report.css``, rendered with autoescaping. The plots are drawn by
+:mod:`gpubox.report_svg`. The terminal summary is plain text built here.
+
+The page needs no network to be viewed: styles are inline and every plot is an SVG (standard
+library only) embedded as ``<img src="data:image/svg+xml;base64,...">``. Its sections, with
+stable ids for scripts and tests:
 
 =====================  =============================================================================
 ``#summary``           host, latest boot, PASS/FAIL (``data-ok``), counts
@@ -12,251 +18,54 @@ sections, with stable ids for scripts and tests:
 ``#changes``           what changed against the previous boot (``#changes-previous``) and the
                        calibrated baseline (``#changes-baseline``)
 ``#gpus``              per GPU: bus id, name, PCIe link, SM clock, temperatures, persistence
+``#pcie``              the PCIe tree (``#pcie-tree``, ``data-kind="tree"``, or ``"none"`` when
+                       the paths are not readable) and its links (``#pcie-links``: ``tr.link``,
+                       ``data-link``, ``data-level``), each judged against its floor
 ``#p2p-heatmap``       ``data-kind="bandwidth"``: the P2P GB/s matrix when the bandwidth tier ran;
                        else ``data-kind="status"``: NVML's P2P READ/WRITE status per ordered pair
 ``#expected-vs-found`` one row per check of the latest boot, failures first (``tr.check``,
                        ``data-check``, ``data-outcome``): expected, found, verdict, message
 ``#host-bandwidth``    h2d/d2h GB/s per GPU against its floor (when measured)
 ``#allreduce``         nccl-tests all_reduce busbw against ``floors.allreduce`` (when measured)
+``#burn``              only with a burn: time series per GPU (``#burn-sm-mhz``, ``#burn-temp-c``,
+                       ``#burn-hbm-temp-c``, ``#burn-power-w``, ``#burn-gflops``; ``data-ok``,
+                       ``#burn-safety-stop``)
 ``#trends``            plots across boots: ``#trend-checks``, ``#trend-clocks``,
-                       ``#trend-temperature``, ``#trend-bandwidth`` (when measured)
+                       ``#trend-temperature``, ``#trend-bandwidth``, ``#trend-p2p`` (when measured)
 ``#boot-history``      every boot (``tr.boot``, ``data-boot-id``) with its changes
 =====================  =============================================================================
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import math
 import re
 from datetime import UTC, datetime
 from typing import Any
 
-from gpubox import busid, history
-from gpubox.records import Record, short_boot_id
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2.ext import Extension
+from markupsafe import Markup
 
-PASS_C, FAIL_C, WARN_C, SKIP_C, NONE_C = "#2e7d32", "#c62828", "#ef8f00", "#9e9e9e", "#e0e0e0"
-PALETTE = (
-    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e",
-    "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-)  # fmt: skip
+from gpubox import history
+from gpubox.records import Record, short_boot_id
+from gpubox.report_svg import (
+    FAIL_C,
+    LEVEL_C,
+    NONE_C,
+    PALETTE,
+    PASS_C,
+    SKIP_C,
+    data_uri,
+    esc,
+    hbars,
+    heatmap,
+    line_chart,
+    pcie_tree_svg,
+    stacked_bars,
+)
+
 _P2P_KEY = re.compile(r"^p2p\[gpu(\d+)-gpu(\d+)\]$")
 _HOST_KEY = re.compile(r"^(h2d|d2h)\[gpu(\d+)\]$")
-
-
-def esc(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-# ---- SVG ------------------------------------------------------------------------------------------
-
-
-def _svg(width: int, height: int, body: list[str], title: str) -> str:
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">'
-        f"<title>{esc(title)}</title>"
-        f'<rect width="{width}" height="{height}" fill="#ffffff"/>' + "".join(body) + "</svg>"
-    )
-
-
-def img(svg: str, element_id: str, alt: str) -> str:
-    data = base64.b64encode(svg.encode()).decode()
-    return (
-        f'<img id="{element_id}" class="plot" alt="{esc(alt)}" '
-        f'src="data:image/svg+xml;base64,{data}">'
-    )
-
-
-def _text(x, y, text, anchor="middle", size=12, fill="#222", weight="normal") -> str:
-    return (
-        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-size="{size}" '
-        f'fill="{fill}" font-weight="{weight}">{esc(text)}</text>'
-    )
-
-
-def _text_width(text: str, size: float) -> int:
-    """A generous width of ``text`` in bold sans-serif at ``size`` px (0.66 em a character:
-    wider than the average of DejaVu/Liberation Sans bold, so a title never overflows)."""
-    return math.ceil(len(text) * size * 0.66)
-
-
-def _label_step(n: int, plot_w: float, label_px: float = 28) -> int:
-    """Label every k-th boot so that the labels do not overlap."""
-    return max(1, math.ceil(n * label_px / plot_w))
-
-
-def heatmap(labels: list[str], cells: dict[tuple[int, int], tuple[str, str]], title: str) -> str:
-    """A square matrix: ``cells[(row, col)] = (text, fill colour)``; the diagonal is blank."""
-    n = len(labels)
-    cell, left, top = 92, 70, 48
-    # Wide enough for the title too: one GPU's matrix is narrower than its title.
-    width, height = max(left + n * cell + 20, _text_width(title, 13) + 24), top + n * cell + 20
-    body = [_text(width / 2, 20, title, size=13, weight="bold")]
-    for i, name in enumerate(labels):
-        body.append(_text(left + i * cell + cell / 2, top - 8, name))
-        body.append(_text(left - 8, top + i * cell + cell / 2 + 4, name, anchor="end"))
-    for i in range(n):
-        for j in range(n):
-            x, y = left + j * cell, top + i * cell
-            text, fill = cells.get((i, j), ("", NONE_C if i != j else "#fafafa"))
-            body.append(
-                f'<rect x="{x}" y="{y}" width="{cell - 2}" height="{cell - 2}" fill="{fill}" '
-                'stroke="#ffffff"/>'
-            )
-            for k, line in enumerate(text.split("\n")):
-                body.append(
-                    _text(x + cell / 2 - 1, y + cell / 2 - 2 + (k - 0.3) * 15, line, fill="#fff")
-                )
-    return _svg(width, height, body, title)
-
-
-def line_chart(
-    x_labels: list[str],
-    series: dict[str, list[float | None]],
-    title: str,
-    unit: str,
-    refs: dict[str, float] | None = None,
-) -> str:
-    """Lines over boots; ``refs`` draws dashed horizontal reference lines (floors, limits)."""
-    width, height = 820, 280
-    left, right, top, bottom = 56, 190, 34, 46
-    plot_w, plot_h = width - left - right, height - top - bottom
-    values = [v for vs in series.values() for v in vs if v is not None]
-    values += list((refs or {}).values())
-    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
-    if hi - lo < 1e-9:
-        lo, hi = lo - 1, hi + 1
-    pad = (hi - lo) * 0.08
-    lo, hi = lo - pad, hi + pad
-    n = max(1, len(x_labels))
-
-    def px(i):
-        return left + (plot_w * (i + 0.5) / n)
-
-    def py(v):
-        return top + plot_h - (v - lo) / (hi - lo) * plot_h
-
-    body = [_text(left + plot_w / 2, 20, title, size=13, weight="bold")]
-    body.append(
-        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#bbb"/>'
-    )
-    for k in range(5):
-        v = lo + (hi - lo) * k / 4
-        y = py(v)
-        body.append(
-            f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
-        )
-        digits = 0 if hi - lo > 20 else 1 if hi - lo > 2 else 2
-        body.append(_text(left - 6, y + 4, f"{v:.{digits}f}", anchor="end", size=11))
-    body.append(_text(14, top + plot_h / 2, unit, size=11))
-    step = _label_step(n, plot_w)
-    for i, label in enumerate(x_labels):
-        if i % step == 0:
-            body.append(_text(px(i), top + plot_h + 16, label, size=10))
-    body.append(_text(left + plot_w / 2, height - 8, "boot # (oldest left)", size=11))
-    legend_y = top + 4
-    for name, value in (refs or {}).items():
-        y = py(value)
-        body.append(
-            f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" '
-            f'stroke="{FAIL_C}" stroke-dasharray="6 4"/>'
-        )
-        body.append(
-            _text(
-                left + plot_w + 8,
-                legend_y + 4,
-                f"- - {name} {value:g}",
-                anchor="start",
-                size=11,
-                fill=FAIL_C,
-            )
-        )
-        legend_y += 16
-    for k, (name, vs) in enumerate(series.items()):
-        colour = PALETTE[k % len(PALETTE)]
-        points = [(px(i), py(v)) for i, v in enumerate(vs) if v is not None]
-        if len(points) > 1:
-            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-            body.append(
-                f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>'
-            )
-        for x, y in points:
-            body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{colour}"/>')
-        body.append(
-            f'<rect x="{left + plot_w + 8}" y="{legend_y - 6}" width="12" height="4" fill="{colour}"/>'
-        )
-        short = name if len(name) <= 26 else name[:25] + "…"
-        body.append(_text(left + plot_w + 26, legend_y, short, anchor="start", size=11))
-        legend_y += 16
-    return _svg(width, height, body, title)
-
-
-def stacked_bars(x_labels: list[str], stacks: dict[str, tuple[str, list[int]]], title: str) -> str:
-    """Bars over boots: ``stacks[name] = (colour, counts per boot)``, stacked bottom-up."""
-    width, height = 820, 240
-    left, right, top, bottom = 56, 190, 34, 46
-    plot_w, plot_h = width - left - right, height - top - bottom
-    n = max(1, len(x_labels))
-    totals = [sum(s[1][i] for s in stacks.values()) for i in range(len(x_labels))]
-    hi = max(totals or [1]) or 1
-    body = [_text(left + plot_w / 2, 20, title, size=13, weight="bold")]
-    bar = plot_w / n
-    for i, label in enumerate(x_labels):
-        y = top + plot_h
-        for _name, (colour, counts) in stacks.items():
-            h = counts[i] / hi * plot_h
-            if h > 0:
-                body.append(
-                    f'<rect x="{left + i * bar + bar * 0.15:.1f}" y="{y - h:.1f}" '
-                    f'width="{bar * 0.7:.1f}" height="{h:.1f}" fill="{colour}"/>'
-                )
-            y -= h
-        if i % _label_step(n, plot_w) == 0:
-            body.append(_text(left + i * bar + bar / 2, top + plot_h + 16, label, size=10))
-    for k in range(5):
-        v = hi * k / 4
-        y = top + plot_h - v / hi * plot_h
-        body.append(_text(left - 6, y + 4, f"{v:.0f}", anchor="end", size=11))
-    body.append(
-        f'<line x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}" stroke="#999"/>'
-    )
-    body.append(_text(left + plot_w / 2, height - 8, "boot # (oldest left)", size=11))
-    legend_y = top + 4
-    for name, (colour, _counts) in stacks.items():
-        body.append(
-            f'<rect x="{left + plot_w + 8}" y="{legend_y - 9}" width="12" height="12" fill="{colour}"/>'
-        )
-        body.append(_text(left + plot_w + 26, legend_y + 1, name, anchor="start", size=11))
-        legend_y += 18
-    return _svg(width, height, body, title)
-
-
-def hbars(rows: list[tuple[str, float, float | None, str]], title: str, unit: str) -> str:
-    """Horizontal bars ``(label, value, floor, colour)``; each floor a dark tick on its bar."""
-    width = 820
-    left, top, row_h = 110, 34, 24
-    height = top + row_h * len(rows) + 30
-    plot_w = width - left - 120
-    hi = max([v for _l, v, _f, _c in rows] + [f or 0 for _l, _v, f, _c in rows] + [1e-9]) * 1.1
-    body = [_text(width / 2, 20, title, size=13, weight="bold")]
-    for k, (label, value, floor, colour) in enumerate(rows):
-        y = top + k * row_h
-        w = value / hi * plot_w
-        body.append(_text(left - 8, y + 15, label, anchor="end"))
-        body.append(
-            f'<rect x="{left}" y="{y + 3}" width="{w:.1f}" height="{row_h - 8}" fill="{colour}"/>'
-        )
-        body.append(_text(left + w + 6, y + 15, f"{value:.1f} {unit}", anchor="start", size=11))
-        if floor:
-            fx = left + floor / hi * plot_w
-            body.append(
-                f'<line x1="{fx:.1f}" x2="{fx:.1f}" y1="{y}" y2="{y + row_h - 2}" stroke="#000" '
-                'stroke-width="2"/>'
-            )
-    body.append(_text(left, height - 8, "black tick: floor", anchor="start", size=11))
-    return _svg(width, height, body, title)
 
 
 # ---- what the latest record says -----------------------------------------------------------------
@@ -341,75 +150,44 @@ def p2p_floor(record: Record, a: int, b: int) -> float | None:
         return spec.floors.p2p_gbps.get(a, b)
 
 
-def _outcome_colour(outcome: str | None) -> str:
-    return {"passed": PASS_C, "failed": FAIL_C, "skipped": SKIP_C}.get(outcome or "", WARN_C)
+# ---- sections: what each shows (their markup: templates/report/sections.html.j2) -----------------
 
 
-# ---- sections --------------------------------------------------------------------------------------
-
-
-def _section_summary(doc: dict, latest: Record) -> str:
+def _section_summary(doc: dict, latest: Record) -> dict:
     meta = latest.meta
-    ok = bool(meta.get("ok"))
-    word = "PASS" if ok else "FAIL"
-    counts = history.counts_text(meta.get("counts") or {})
-    boots = doc.get("boots", [])
-    return (
-        f'<header id="summary" class="{"status-pass" if ok else "status-fail"}" '
-        f'data-host="{esc(meta.get("host"))}" data-boot-id="{esc(latest.boot_id)}" '
-        f'data-ok="{str(ok).lower()}">'
-        f'<h1>{esc(meta.get("host"))} <span class="badge {"pass" if ok else "fail"}">{word}</span></h1>'
-        f"<p>Latest boot <code>{esc(latest.boot_id)}</code>, checked "
-        f"{esc(history.when(meta.get('finished')))} UTC ({esc(', '.join(meta.get('tiers') or []))} "
-        f"tier): <strong>{esc(counts)}</strong>. {len(boots)} boot record(s) in "
-        f"<code>{esc(doc.get('runs_dir'))}</code>.</p>"
-        + (f'<p class="error">{esc(meta["error"])}</p>' if meta.get("error") else "")
-        + "</header>"
-    )
+    return {
+        "host": meta.get("host"),
+        "boot_id": latest.boot_id,
+        "ok": bool(meta.get("ok")),
+        "checked": history.when(meta.get("finished")),
+        "tiers": ", ".join(meta.get("tiers") or []),
+        "counts": history.counts_text(meta.get("counts") or {}),
+        "boots": len(doc.get("boots", [])),
+        "runs_dir": doc.get("runs_dir"),
+        "error": meta.get("error"),
+    }
 
 
-def _section_escalated(entry: dict) -> str:
+def _section_escalated(entry: dict) -> dict:
     """The first thing on the page when a GPU failed the same way at several boots in a row."""
-    escalated = entry.get("escalated") or []
-    if not escalated:
-        return ""
-    items = "".join(
-        f'<li class="escalation" data-gpu="{esc(e["gpu"])}" data-check="{esc(e["check"])}" '
-        f'data-boots="{esc(e["boots"])}">{esc(e["text"])}</li>'
-        for e in escalated
-    )
-    return (
-        '<section id="escalated" class="status-fail"><h2>Needs hardware attention</h2>'
-        f"<p>Failed the same way at {history.ESCALATE_AFTER} or more consecutive boots: "
-        "rebooting again will not fix it (reseat, swap or RMA the part, and check its cable and "
-        f"slot).</p><ul>{items}</ul></section>"
-    )
+    return {"escalated": entry.get("escalated") or [], "after": history.ESCALATE_AFTER}
 
 
-def _section_changes(entry: dict) -> str:
-    def items(changes, empty):
-        if not changes:
-            return f'<li class="none">{esc(empty)}</li>'
-        return "".join(
-            f'<li class="change" data-kind="{esc(c["kind"])}">{esc(c["text"])}</li>'
-            for c in changes
-        )
-
-    previous = "first record: nothing to compare with" if entry.get("first") else "no change"
+def _section_changes(entry: dict) -> dict:
     if not entry.get("has_baseline"):
         against = "no calibrated baseline on the node (gpubox calibrate)"
     elif not entry.get("measured"):
         against = "no bandwidth measured at this boot (the baseline holds bandwidth figures)"
     else:
         against = "every measurement within 10% of the baseline"
-    return (
-        '<section id="changes"><h2>What changed at this boot</h2>'
-        '<h3>Against the previous boot</h3><ul id="changes-previous">'
-        + items(entry.get("changes"), previous)
-        + '</ul><h3>Against the calibrated baseline</h3><ul id="changes-baseline">'
-        + items(entry.get("baseline_changes"), against)
-        + "</ul></section>"
-    )
+    return {
+        "previous": entry.get("changes") or [],
+        "previous_empty": "first record: nothing to compare with"
+        if entry.get("first")
+        else "no change",
+        "baseline": entry.get("baseline_changes") or [],
+        "baseline_empty": against,
+    }
 
 
 # What an empty parameter set means, by the parameter (pytest names such a test NAME[NOTSET]).
@@ -434,7 +212,7 @@ def _nothing_to_check(check: dict) -> tuple[str, str] | None:
     return name, f"skipped: {why or 'nothing to check (an empty parameter set)'}"
 
 
-def _section_checks(latest: Record) -> str:
+def _section_checks(latest: Record) -> dict:
     rows = []
     checks = (latest.results or {}).get("checks", [])
     for c in sorted(checks, key=lambda c: c.get("outcome") != "failed"):  # failures first
@@ -447,32 +225,23 @@ def _section_checks(latest: Record) -> str:
         if empty := _nothing_to_check(c):
             short, message = empty
         rows.append(
-            f'<tr class="check {esc(outcome)}" data-check="{esc(short)}" '
-            f'data-outcome="{esc(outcome)}"><td class="id"><code>{esc(short)}</code></td>'
-            f'<td class="expected">{esc(_fmt(v.get("expected")))}</td>'
-            f'<td class="found">{esc(_fmt(v.get("found")))}</td>'
-            f'<td class="verdict"><span class="badge {esc(level)}">{esc(level)}</span></td>'
-            f'<td class="message">{esc(message)}</td></tr>'
+            {
+                "name": short,
+                "outcome": outcome,
+                "expected": _fmt(v.get("expected")),
+                "found": _fmt(v.get("found")),
+                "level": level,
+                "message": message,
+            }
         )
-    if not rows:
-        rows.append('<tr><td colspan="5">no check results in this record</td></tr>')
-    return (
-        '<section id="checks"><h2>Expected vs found</h2>'
-        "<p>Every check of the latest boot: what the node spec expects, what the node showed.</p>"
-        '<table id="expected-vs-found"><thead><tr><th>check</th><th>expected</th><th>found</th>'
-        "<th>verdict</th><th>message</th></tr></thead><tbody>"
-        + "".join(rows)
-        + "</tbody></table></section>"
-    )
+    return {"rows": rows}
 
 
-def _section_gpus(latest: Record) -> str:
+def _section_gpus(latest: Record) -> dict:
     spec = _spec(latest)
     snap = history.snapshot(latest.results, latest.meta.get("host"))
-    lock = (spec.get("clocks") or {}).get("graphics_mhz")
     limits = spec.get("limits") or {}
     pcie = spec.get("pcie") or {}
-    want_link = f"Gen{pcie.get('min_gen') or '-'} x{pcie.get('min_width') or '-'}"
     by_bus = {g.get("bus_id"): g for g in snap.get("gpus", [])}
     rows = []
     expected = [g.get("bus_id") for g in spec.get("gpus") or []]
@@ -485,42 +254,35 @@ def _section_gpus(latest: Record) -> str:
                 (g for g in snap.get("gpus", []) if g.get("lost") and g.get("index") == index),
                 None,
             )
-        name = f"gpu{index}"
+        row = {"name": f"gpu{index}", "bus": bus, "state": None}
         if gpu is None:
-            rows.append(
-                f'<tr class="gpu failed" data-gpu="{name}"><td>{name}</td><td>{esc(bus)}</td>'
-                '<td colspan="6">not found by NVML</td></tr>'
-            )
+            rows.append({**row, "state": "not found by NVML"})
             continue
         if gpu.get("lost"):
-            rows.append(
-                f'<tr class="gpu failed" data-gpu="{name}"><td>{name}</td><td>{esc(bus)}</td>'
-                '<td colspan="6">lost (GPU_IS_LOST)</td></tr>'
-            )
+            rows.append({**row, "state": "lost (GPU_IS_LOST)"})
             continue
         link = gpu.get("pcie") or {}
-        clocks = gpu.get("clocks") or {}
         reasons = (gpu.get("clock_event_reasons") or {}).get("names") or []
         rows.append(
-            f'<tr class="gpu" data-gpu="{name}"><td>{name}</td><td>{esc(bus)}</td>'
-            f"<td>{esc(gpu.get('name'))}</td>"
-            f"<td>Gen{esc(link.get('gen_current'))} x{esc(link.get('width_current'))} "
-            f'<span class="want">(floor {esc(want_link)})</span></td>'
-            f"<td>{esc(clocks.get('sm_mhz'))} MHz {esc('[' + ', '.join(reasons) + ']' if reasons else '')} "
-            f'<span class="want">(lock {esc(lock or "none")})</span></td>'
-            f"<td>{esc(gpu.get('temperature_c'))} C "
-            f'<span class="want">(max {esc(limits.get("gpu_temp_c"))})</span></td>'
-            f"<td>{esc(gpu.get('hbm_temperature_c'))} C "
-            f'<span class="want">(max {esc(limits.get("hbm_temp_c"))})</span></td>'
-            f"<td>{esc(_fmt(gpu.get('persistence_mode')))}</td></tr>"
+            {
+                **row,
+                "model": gpu.get("name"),
+                "gen": link.get("gen_current"),
+                "width": link.get("width_current"),
+                "sm_mhz": (gpu.get("clocks") or {}).get("sm_mhz"),
+                "reasons": "[" + ", ".join(reasons) + "]" if reasons else "",
+                "temp": gpu.get("temperature_c"),
+                "hbm_temp": gpu.get("hbm_temperature_c"),
+                "persistence": _fmt(gpu.get("persistence_mode")),
+            }
         )
-    return (
-        '<section id="gpus-section"><h2>GPUs</h2><table id="gpus"><thead><tr><th>GPU</th>'
-        "<th>bus id</th><th>name</th><th>PCIe link</th><th>SM clock</th><th>GPU temp</th>"
-        "<th>HBM temp</th><th>persistence</th></tr></thead><tbody>"
-        + "".join(rows)
-        + "</tbody></table></section>"
-    )
+    return {
+        "rows": rows,
+        "floor": f"Gen{pcie.get('min_gen') or '-'} x{pcie.get('min_width') or '-'}",
+        "lock": (spec.get("clocks") or {}).get("graphics_mhz") or "none",
+        "gpu_max": limits.get("gpu_temp_c"),
+        "hbm_max": limits.get("hbm_temp_c"),
+    }
 
 
 def _pcie_links(latest: Record) -> tuple[list[dict], dict[str, dict], str | None]:
@@ -587,89 +349,26 @@ def _pcie_links(latest: Record) -> tuple[list[dict], dict[str, dict], str | None
     return list(links.values()), boxes, (None if boxes else reason)
 
 
-_LEVEL_C = {"pass": PASS_C, "warn": WARN_C, "fail": FAIL_C, "unknown": SKIP_C}
-
-
-def pcie_tree_svg(links: list[dict], boxes: dict[str, dict], title: str) -> str:
-    """Root ports on top, switches in the middle, GPUs below; each link coloured by its level."""
-    gpus = sorted(
-        (b for b, box in boxes.items() if box["kind"] == "gpu"), key=lambda b: boxes[b]["label"]
-    )
-    col, top, row, box_w, box_h = 150, 48, 110, 132, 40
-    width = max(len(gpus) * col + 40, _text_width(title, 13) + 24)
-    x: dict[str, float] = {b: 20 + i * col + col / 2 for i, b in enumerate(gpus)}
-    parent = {ln["lower"]: ln["upper"] for ln in links}
-    for _ in range(4):  # switches, then root ports: centred over what hangs below them
-        for b in boxes:
-            below = [x[c] for c, p in parent.items() if p == b and c in x]
-            if below and b not in gpus:
-                x[b] = sum(below) / len(below)
-    level_y = {"root": top, "switch": top + row, "gpu": top + 2 * row}
-    body = [_text(width / 2, 20, title, size=13, weight="bold")]
-    for ln in links:
-        if ln["upper"] not in x or ln["lower"] not in x:
-            continue
-        x1, y1 = x[ln["upper"]], level_y[boxes[ln["upper"]]["kind"]] + box_h
-        x2, y2 = x[ln["lower"]], level_y[boxes[ln["lower"]]["kind"]]
-        colour = _LEVEL_C.get(ln["level"], SKIP_C)
-        body.append(
-            f'<line x1="{x1:.1f}" y1="{y1}" x2="{x2:.1f}" y2="{y2}" stroke="{colour}" '
-            'stroke-width="5"/>'
-        )
-        # The label beside the line, on its outer side, so two links from one switch never meet.
-        left = x2 < x1 - 1
-        lx, ly = x1 + (x2 - x1) * 0.6 + (-8 if left else 8), y1 + (y2 - y1) * 0.6 + 4
-        body.append(
-            _text(lx, ly, ln["text"], anchor="end" if left else "start", fill=colour, weight="bold")
-        )
-    for b, box in boxes.items():
-        if b not in x:
-            continue
-        y = level_y[box["kind"]]
-        fill = {"root": "#eceff1", "switch": "#e3f2fd", "gpu": "#f1f8e9"}[box["kind"]]
-        body.append(
-            f'<rect x="{x[b] - box_w / 2:.1f}" y="{y}" width="{box_w}" height="{box_h}" rx="6" '
-            f'fill="{fill}" stroke="#607d8b"/>'
-        )
-        body.append(
-            _text(
-                x[b],
-                y + 16,
-                box["label"].split(" ")[-1] if box["kind"] != "gpu" else box["label"],
-                weight="bold",
-            )
-        )
-        sub = {"root": "root port", "switch": "PCIe switch"}.get(box["kind"], busid.short(b))
-        body.append(_text(x[b], y + 31, sub, size=11, fill="#555"))
-    return _svg(int(width), top + 2 * row + box_h + 16, body, title)
-
-
-def _section_pcie(latest: Record) -> str:
+def _section_pcie(latest: Record) -> dict:
     links, boxes, why = _pcie_links(latest)
     if not boxes:
-        return (
-            '<section id="pcie"><h2>PCIe paths</h2>'
-            f'<p id="pcie-tree" data-kind="none">PCIe paths not readable: {esc(why)}</p></section>'
-        )
+        return {"links": [], "tree": None, "title": None, "why": why}
     title = "PCIe tree: root ports, switches, GPUs (links coloured against their floors)"
-    rows = "".join(
-        f'<tr class="link {esc(ln["level"])}" data-link="{esc(ln["id"])}" data-level="{esc(ln["level"])}">'
-        f"<td>{esc(ln['kind'])}</td><td>{esc(ln['text'])}</td><td>{esc(', '.join(ln['gpus']))}</td>"
-        f'<td style="color:{_LEVEL_C.get(ln["level"], SKIP_C)}">{esc(ln["level"])}</td></tr>'
+    rows = [
+        {
+            "id": ln["id"],
+            "kind": ln["kind"],
+            "text": ln["text"],
+            "gpus": ", ".join(ln["gpus"]),
+            "level": ln["level"],
+            "colour": LEVEL_C.get(ln["level"], SKIP_C),
+        }
         for ln in sorted(links, key=lambda ln: (ln["gpus"][0], ln["kind"]))
-    )
-    return (
-        '<section id="pcie"><h2>PCIe paths</h2>'
-        f'<figure id="pcie-tree" data-kind="tree">{img(pcie_tree_svg(links, boxes, title), "pcie-tree-img", title)}'
-        "<figcaption>Each GPU's own link as NVML reads it, each switch's uplink as sysfs reads it; "
-        "green: at or above its floor (or its capability), amber: below its capability, red: "
-        "below its floor.</figcaption></figure>"
-        '<table id="pcie-links" class="compact"><thead><tr><th>link</th><th>now</th><th>GPUs</th>'
-        f"<th>verdict</th></tr></thead><tbody>{rows}</tbody></table></section>"
-    )
+    ]
+    return {"links": rows, "tree": pcie_tree_svg(links, boxes, title), "title": title, "why": why}
 
 
-def _section_p2p(latest: Record) -> str:
+def _section_p2p(latest: Record) -> dict:
     host = latest.meta.get("host")
     snap = history.snapshot(latest.results, host)
     n = max(snap.get("gpu_count") or 0, len(_spec(latest).get("gpus") or []))
@@ -693,14 +392,7 @@ def _section_p2p(latest: Record) -> str:
             colour = FAIL_C if floor and value < floor else PASS_C
             text = f"{value:.1f}" + (f"\nfloor {floor:.1f}" if floor else "")
             cells[(a, b)] = cells[(b, a)] = (text, colour)
-            rows.append(
-                f'<tr data-pair="gpu{a}-gpu{b}"><td>gpu{a}-gpu{b}</td><td>{value:.2f}</td>'
-                f"<td>{esc(_fmt(floor))}</td></tr>"
-            )
-        table = (
-            '<table id="p2p-matrix" class="compact"><thead><tr><th>pair</th><th>GB/s</th>'
-            "<th>floor</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
-        )
+            rows.append({"a": a, "b": b, "gbps": f"{value:.2f}", "floor": _fmt(floor)})
     else:
         kind = "status"
         caption = (
@@ -719,68 +411,47 @@ def _section_p2p(latest: Record) -> str:
                     continue
                 colour = PASS_C if read == "OK" and write == "OK" else FAIL_C
                 cells[(i, j)] = (f"R {read}\nW {write}", colour)
-                rows.append(
-                    f'<tr data-pair="gpu{i}-gpu{j}"><td>gpu{i} -> gpu{j}</td><td>{esc(read)}</td>'
-                    f"<td>{esc(write)}</td></tr>"
-                )
-        table = (
-            '<table id="p2p-matrix" class="compact"><thead><tr><th>pair</th><th>READ</th>'
-            "<th>WRITE</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
-        )
+                rows.append({"a": i, "b": j, "read": read, "write": write})
     title = "P2P bandwidth (GB/s)" if kind == "bandwidth" else "NVML P2P status (READ / WRITE)"
-    svg = heatmap(labels, cells, title)
-    return (
-        '<section id="p2p"><h2>P2P</h2>'
-        f'<figure id="p2p-heatmap" data-kind="{kind}">{img(svg, "p2p-heatmap-img", title)}'
-        f"<figcaption>{esc(caption)}</figcaption></figure>"
-        f"<details><summary>the numbers</summary>{table}</details></section>"
-    )
+    return {
+        "kind": kind,
+        "heatmap": heatmap(labels, cells, title),
+        "title": title,
+        "caption": caption,
+        "rows": rows,
+    }
 
 
-def _section_host_bandwidth(latest: Record) -> str:
+def _section_host_bandwidth(latest: Record) -> dict:
     bench = history.measurements(latest.results, latest.meta.get("host"))
     found = sorted(
         ((m[1], int(m[2]), v) for k, v in bench.items() if (m := _HOST_KEY.match(k))),
         key=lambda t: (t[1], t[0] != "h2d"),
     )
-    if not found:
-        return (
-            '<section id="host-bandwidth"><h2>Host bandwidth per GPU</h2>'
-            '<p class="none">No host bandwidth in this record: the bandwidth tier did not run at '
-            "this boot (acceptance.bandwidth, or `gpubox accept --bandwidth`).</p></section>"
-        )
     rows, bars = [], []
     for direction, index, value in found:
         floor, detail = host_floor(latest, direction, index)
-        colour = FAIL_C if floor and value < floor else PASS_C
-        bars.append((f"{direction} gpu{index}", value, floor, colour))
+        ok = not (floor and value < floor)
+        bars.append((f"{direction} gpu{index}", value, floor, PASS_C if ok else FAIL_C))
         rows.append(
-            f'<tr data-measurement="{direction}[gpu{index}]" class="{"failed" if colour == FAIL_C else "passed"}">'
-            f"<td>gpu{index}</td><td>{direction}</td><td>{value:.2f}</td><td>{esc(_fmt(floor))}</td>"
-            f"<td>{esc(detail)}</td></tr>"
+            {
+                "gpu": index,
+                "direction": direction,
+                "gbps": f"{value:.2f}",
+                "floor": _fmt(floor),
+                "detail": detail,
+                "ok": ok,
+            }
         )
-    svg = hbars(bars, "host <-> device bandwidth (GB/s)", "GB/s")
-    return (
-        '<section id="host-bandwidth"><h2>Host bandwidth per GPU</h2>'
-        f"<figure>{img(svg, 'host-bandwidth-img', 'host bandwidth per GPU')}</figure>"
-        '<table id="host-bandwidth-table"><thead><tr><th>GPU</th><th>direction</th><th>GB/s</th>'
-        "<th>floor</th><th>floor from</th></tr></thead><tbody>"
-        + "".join(rows)
-        + "</tbody></table></section>"
-    )
+    svg = hbars(bars, "host <-> device bandwidth (GB/s)", "GB/s") if rows else None
+    return {"rows": rows, "bars": svg}
 
 
-def _section_allreduce(latest: Record) -> str:
+def _section_allreduce(latest: Record) -> dict:
     bench = history.measurements(latest.results, latest.meta.get("host"))
     found = {k: v for k, v in bench.items() if k.startswith("allreduce[")}
-    if not found:
-        return (
-            '<section id="allreduce"><h2>all_reduce (nccl-tests)</h2>'
-            '<p class="none">No all_reduce results in this record: the bandwidth tier did not run '
-            "at this boot.</p></section>"
-        )
     floors: dict[str, float] = {}
-    spec = _spec_obj(latest)
+    spec = _spec_obj(latest) if found else None
     if spec is not None:
         try:
             from gpubox import floors as floors_mod
@@ -791,16 +462,15 @@ def _section_allreduce(latest: Record) -> str:
     rows = []
     for key, value in sorted(found.items()):
         floor = floors.get(key)
-        ok = floor is None or value >= floor
         rows.append(
-            f'<tr data-measurement="{esc(key)}" class="{"passed" if ok else "failed"}">'
-            f"<td><code>{esc(key)}</code></td><td>{value:.2f}</td><td>{esc(_fmt(floor))}</td></tr>"
+            {
+                "key": key,
+                "gbps": f"{value:.2f}",
+                "floor": _fmt(floor),
+                "ok": floor is None or value >= floor,
+            }
         )
-    return (
-        '<section id="allreduce"><h2>all_reduce (nccl-tests)</h2>'
-        '<table id="allreduce-table"><thead><tr><th>GPUs @ size</th><th>busbw GB/s</th>'
-        "<th>floor</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></section>"
-    )
+    return {"rows": rows}
 
 
 def _per_gpu_series(recs: list[Record], path: tuple[str, ...]) -> dict[str, list[float | None]]:
@@ -822,11 +492,16 @@ def _gpu_order(key: str) -> tuple:
     return (int(m[2]), m[1] != "h2d") if m else (999, False, key)
 
 
-def _section_trends(recs: list[Record]) -> str:
+def _plot(svg: str, element_id: str, alt: str) -> dict:
+    return {"svg": svg, "id": element_id, "alt": alt}
+
+
+def _section_trends(recs: list[Record]) -> dict:
+    """Plots across boots; ``None`` in ``plots`` stands for "no bandwidth measured yet"."""
     labels = [str(n) for n in range(1, len(recs) + 1)]  # the # of the boot history table
     counts = [r.meta.get("counts") or {} for r in recs]
-    figures = [
-        img(
+    plots: list[dict | None] = [
+        _plot(
             stacked_bars(
                 labels,
                 {
@@ -843,8 +518,8 @@ def _section_trends(recs: list[Record]) -> str:
     spec = _spec(recs[-1])
     lock = (spec.get("clocks") or {}).get("graphics_mhz")
     clocks = _per_gpu_series(recs, ("clocks", "sm_mhz"))
-    figures.append(
-        img(
+    plots.append(
+        _plot(
             line_chart(
                 labels, clocks, "SM clock at the check", "MHz", {"lock": lock} if lock else None
             ),
@@ -857,8 +532,8 @@ def _section_trends(recs: list[Record]) -> str:
         **{f"{k} HBM": v for k, v in _per_gpu_series(recs, ("hbm_temperature_c",)).items()},
     }
     limit = (spec.get("limits") or {}).get("hbm_temp_c")
-    figures.append(
-        img(
+    plots.append(
+        _plot(
             line_chart(
                 labels,
                 temps,
@@ -883,59 +558,31 @@ def _section_trends(recs: list[Record]) -> str:
         ):
             if keys:
                 series = {k: bench_series[k] for k in keys[: len(PALETTE)]}
-                figures.append(img(line_chart(labels, series, title, "GB/s"), element, title))
+                plots.append(_plot(line_chart(labels, series, title, "GB/s"), element, title))
     else:
-        figures.append('<p class="none">No bandwidth measured in any record yet.</p>')
-    return (
-        '<section id="trends"><h2>Trends across boots</h2>'
-        + "".join(f"<figure>{f}</figure>" for f in figures)
-        + "</section>"
-    )
+        plots.append(None)
+    return {"plots": plots}
 
 
-def _section_boots(doc: dict) -> str:
+def _section_boots(doc: dict) -> dict:
     rows = []
     for n, b in reversed(list(enumerate(doc.get("boots", []), 1))):
         changes = [e["text"] for e in b.get("escalated", [])]
         changes += [c["text"] for c in b.get("changes", [])]
         changes += [f"vs baseline: {c['text']}" for c in b.get("baseline_changes", [])]
-        text = "<br>".join(esc(t) for t in changes) or (
-            "first record" if b.get("first") else "no change"
-        )
-        ok = b.get("ok")
         rows.append(
-            f'<tr class="boot {"passed" if ok else "failed"}" data-boot-id="{esc(b["boot_id"])}">'
-            f"<td>{n}</td><td><code>{esc(short_boot_id(b['boot_id']))}</code></td>"
-            f"<td>{esc(history.when(b.get('finished')))}</td>"
-            f'<td><span class="badge {"pass" if ok else "fail"}">{"PASS" if ok else "FAIL"}</span></td>'
-            f'<td>{esc(history.counts_text(b.get("counts") or {}))}</td><td class="changes">{text}</td></tr>'
+            {
+                "n": n,
+                "boot_id": b["boot_id"],
+                "short_id": short_boot_id(b["boot_id"]),
+                "checked": history.when(b.get("finished")),
+                "ok": b.get("ok"),
+                "counts": history.counts_text(b.get("counts") or {}),
+                "changes": changes,
+                "none": "first record" if b.get("first") else "no change",
+            }
         )
-    return (
-        '<section id="boots"><h2>Boot history (newest first)</h2><table id="boot-history">'
-        "<thead><tr><th>#</th><th>boot</th><th>checked (UTC)</th><th>result</th><th>checks</th>"
-        "<th>changes vs the previous boot</th></tr></thead><tbody>"
-        + "".join(rows)
-        + "</tbody></table></section>"
-    )
-
-
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px auto;max-width:1200px;
-color:#222;padding:0 16px}
-header{border-left:8px solid #999;padding:4px 16px;margin-bottom:16px}
-section#escalated{border:2px solid #c62828;padding:0 12px}
-header.status-pass{border-color:#2e7d32}header.status-fail{border-color:#c62828}
-h1{margin:8px 0}h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
-table{border-collapse:collapse;width:100%;font-size:13px}
-th,td{border:1px solid #ddd;padding:4px 6px;text-align:left;vertical-align:top}
-th{background:#f5f5f5}tr.failed td{background:#fdecea}td.message{color:#555}
-.badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;
-background:#9e9e9e}.badge.pass{background:#2e7d32}.badge.fail{background:#c62828}
-.badge.warn{background:#ef8f00}.badge.skip{background:#9e9e9e}
-.want{color:#777;font-size:12px}.none{color:#777}.error{color:#c62828}
-ul li.change{margin:2px 0}figure{margin:12px 0}img.plot{max-width:100%;border:1px solid #eee}
-table.compact{width:auto}footer{margin-top:40px;color:#666;font-size:13px}
-"""
+    return {"rows": rows}
 
 
 def _burn_of(latest: Record, host: str, burn: dict | None) -> dict | None:
@@ -947,10 +594,10 @@ def _burn_of(latest: Record, host: str, burn: dict | None) -> dict | None:
     return entry.get("burn") if isinstance(entry, dict) else None
 
 
-def _section_burn(burn: dict | None) -> str:
+def _section_burn(burn: dict | None) -> dict:
     """The burn as time series per GPU: SM clock, temperature, HBM temperature, power, Gflop/s."""
     if not burn or not burn.get("telemetry"):
-        return ""
+        return {"shown": False, "ok": False, "safety_stop": None, "plots": []}
     gpus = burn["telemetry"].get("gpus", {})
     limits = burn.get("limits", {})
     charts = [
@@ -959,7 +606,7 @@ def _section_burn(burn: dict | None) -> str:
         ("hbm_temp_c", "HBM temperature", "C", limits.get("hbm_temp_c")),
         ("power_w", "power", "W", limits.get("power_w")),
     ]
-    figures = []
+    plots = []
     for key, title, unit, ceiling in charts:
         series = {f"gpu{g}": list(gpus[g].get(key, [])) for g in sorted(gpus, key=int)}
         longest = max((len(v) for v in series.values()), default=0)
@@ -969,66 +616,84 @@ def _section_burn(burn: dict | None) -> str:
         ]
         refs = {"ceiling": ceiling} if ceiling else None
         svg = line_chart(labels, series, f"burn: {title} per GPU", unit, refs)
-        figures.append(img(svg, f"burn-{key.replace('_', '-')}", f"burn {title} per GPU"))
+        plots.append(_plot(svg, f"burn-{key.replace('_', '-')}", f"burn {title} per GPU"))
     thr = burn.get("throughput", {})
     if thr:
         series = {f"gpu{g}": list(thr[g].get("gflops", [])) for g in sorted(thr, key=int)}
         first = thr[sorted(thr, key=int)[0]]
         labels = [f"{t:.0f}s" for t in first.get("t", [])]
         svg = line_chart(labels, series, "burn: throughput per GPU", "Gflop/s")
-        figures.append(img(svg, "burn-gflops", "burn throughput per GPU"))
+        plots.append(_plot(svg, "burn-gflops", "burn throughput per GPU"))
     stop = burn.get("safety_stop")
-    note = (
-        f'<p id="burn-safety-stop" class="status-fail">Safety stop: {esc(stop.get("message"))}</p>'
-        if stop
-        else ""
-    )
-    return (
-        f'<section id="burn" data-ok="{str(bool(burn.get("ok"))).lower()}"><h2>Burn (gpu-burn)</h2>'
-        + note
-        + "".join(figures)
-        + "</section>"
-    )
+    return {
+        "shown": True,
+        "ok": bool(burn.get("ok")),
+        "safety_stop": stop.get("message") if stop else None,
+        "plots": plots,
+    }
+
+
+# ---- the page: Jinja2, autoescaped ---------------------------------------------------------------
+
+
+def _escape(value: Any) -> Markup:
+    """What every ``{{ value }}`` of a template outputs: markup (a macro's output) as it is, None
+    as nothing, anything else escaped as :func:`html.escape` does (``&quot;``, ``&#x27;``)."""
+    if hasattr(value, "__html__"):
+        return value
+    return Markup(esc(value))
+
+
+class _JoinLines(Extension):
+    """The HTML templates' lines are joined as written (a newline and the indentation after it
+    are dropped), so a template puts one element a line while the page stays compact and no stray
+    whitespace enters a cell's text. The stylesheet keeps its lines."""
+
+    def preprocess(self, source: str, name: str | None, filename: str | None = None) -> str:
+        if not (name or "").endswith(".html.j2"):
+            return source
+        return re.sub(r"\n[ \t]*", "", source)
+
+
+_ENV = Environment(
+    loader=PackageLoader("gpubox", "templates/report"),
+    autoescape=True,
+    finalize=_escape,
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,  # the stylesheet's last line ends with a newline
+    extensions=[_JoinLines],
+)
+_ENV.filters["data_uri"] = data_uri
 
 
 def render_html(doc: dict, burn: dict | None = None) -> str:
     """The page for one host's ``--full`` history document (and a burn document, if given)."""
     recs = history.records_of(doc)
     host = doc.get("host") or "?"
-    if not recs:
-        body = (
-            f'<header id="summary" class="status-none" data-host="{esc(host)}" data-ok="none">'
-            f"<h1>{esc(host)}</h1><p>No boot record yet in <code>{esc(doc.get('runs_dir'))}</code>: "
-            "the acceptance unit has not run (reboot, or run <code>gpubox accept</code>).</p></header>"
-        )
-    else:
+    sections = None
+    if recs:
         latest, entry = recs[-1], doc["boots"][-1]
-        body = "".join(
-            [
-                _section_summary(doc, latest),
-                _section_escalated(entry),
-                _section_changes(entry),
-                _section_gpus(latest),
-                _section_pcie(latest),
-                _section_p2p(latest),
-                _section_checks(latest),
-                _section_host_bandwidth(latest),
-                _section_allreduce(latest),
-                _section_burn(_burn_of(latest, host, burn)),
-                _section_trends(recs),
-                _section_boots(doc),
-            ]
-        )
-    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
-    return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>gpubox report: {esc(host)}</title><style>{CSS}</style></head><body>"
-        + body
-        + f"<footer>gpubox report of {esc(host)}, generated {generated} UTC from the node's boot "
-        "records (<code>gpubox history</code>). Self-contained: no network needed.</footer>"
-        "</body></html>\n"
+        sections = {
+            "summary": _section_summary(doc, latest),
+            "escalated": _section_escalated(entry),
+            "changes": _section_changes(entry),
+            "gpus": _section_gpus(latest),
+            "pcie": _section_pcie(latest),
+            "p2p": _section_p2p(latest),
+            "checks": _section_checks(latest),
+            "host_bandwidth": _section_host_bandwidth(latest),
+            "allreduce": _section_allreduce(latest),
+            "burn": _section_burn(_burn_of(latest, host, burn)),
+            "trends": _section_trends(recs),
+            "boots": _section_boots(doc),
+        }
+    page = _ENV.get_template("page.html.j2").render(
+        host=host,
+        runs_dir=doc.get("runs_dir"),
+        sections=sections,
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
     )
+    return page + "\n"
 
 
 # ---- terminal -------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from gpubox import chromium, history, report
+from gpubox import history, report
+from tests import chromium
 
 HEALTHY = "pg199-quad-debian13"
 BENCH = {

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from gpubox import chromium, history, records, report
+from gpubox import history, records, report
 from gpubox.sim import nvml, scenario
 from gpubox.spec import NodeSpec
+from tests import chromium
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL = json.loads((ROOT / "tests" / "data" / "probe-h100-driver580.json").read_text())

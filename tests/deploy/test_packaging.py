@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-NODE = {"nvidia-ml-py", "pytest", "pytest-testinfra"}  # what runs on the node
+# what runs on the node (jinja2: `gpubox report` renders its page there too)
+NODE = {"nvidia-ml-py", "pytest", "pytest-testinfra", "jinja2", "markupsafe"}
 CONTROLLER_ONLY = {
     "pyinfra", "paramiko", "pytest-xdist", "gevent", "cryptography", "bcrypt", "pynacl",
-    "execnet", "click", "pydantic", "jinja2", "invoke", "typeguard",
+    "execnet", "click", "pydantic", "invoke", "typeguard",
 }  # fmt: skip
 
 uv = shutil.which("uv")
@@ -91,3 +92,13 @@ def test_the_deploy_tasks_do_not_import_the_pytest_plugin():
         [sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]", out.stdout
+
+
+@needs_uv
+def test_the_wheel_carries_the_report_templates(artifacts):
+    wheel, _ = artifacts
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+    folder = ROOT / "gpubox" / "templates" / "report"
+    templates = {f"gpubox/templates/report/{p.name}" for p in folder.iterdir()}
+    assert templates and templates <= names, templates - names

@@ -17,9 +17,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from gpubox import chromium
 from gpubox.sim import target
 from gpubox.sim.testing import BIN, HEALTHY, ROOT, deploy, ssh
+from tests import chromium
 
 pytestmark = pytest.mark.sim
 

@@ -1,9 +1,10 @@
 """Headless Chromium for looking at a report the way a person would: a screenshot and the DOM.
 
-Used by the tests (and handy by hand): ``screenshot(html_file, png)``, ``dump_dom(html_file)``
-and ``measure_svg(svg)`` (where each text of a plot landed) run Debian's ``chromium``
-(``apt-get install chromium``) with no sandbox, no GPU and no network of its own, in a
-throw-away profile.
+A test helper, not part of the package (``from tests import chromium``: the pytest config puts
+the repo root on the path), handy by hand too: ``screenshot(html_file, png)``,
+``dump_dom(html_file)`` and ``measure_svg(svg)`` (where each text of a plot landed) run Debian's
+``chromium`` (``apt-get install chromium``) with no sandbox, no GPU and no network of its own, in
+a throw-away profile.
 """
 
 from __future__ import annotations
