@@ -62,6 +62,36 @@ class DpkgInterrupted(FactBase):
         return "; ".join(lines) if lines else None
 
 
+class AptState(FactBase):
+    """What :func:`apt_pinned` reads, in one round trip: ``(DpkgInterrupted, DebPackages,
+    HeldPackages)``, each as its own fact gives it."""
+
+    _MARK = "--gpubox-apt-state--"
+
+    def command(self):
+        return (
+            f"{DpkgInterrupted().command()}; echo {self._MARK}; "
+            f"{DebPackages().command()} 2>/dev/null || true; echo {self._MARK}; "
+            f"{HeldPackages().command()}"
+        )
+
+    def process(self, output):
+        parts: list[list[str]] = [[]]
+        for line in output:
+            if line.strip() == self._MARK:
+                parts.append([])
+            else:
+                parts[-1].append(line)
+        if len(parts) != 3:
+            raise OperationError(f"unexpected output from the apt state fact: {output[:5]}")
+        interrupted, installed, held = parts
+        return (
+            DpkgInterrupted().process(interrupted),
+            DebPackages().process(installed) if installed else {},
+            HeldPackages().process(held),
+        )
+
+
 class UrlProblem(FactBase):
     """Why the node cannot fetch ``url`` (curl's or wget's error), or None when it can."""
 
@@ -129,7 +159,8 @@ def apt_pinned(packages: dict[str, str], hold: bool = True, align: dict[str, str
 
         apt_pinned(name="NCCL", packages={"libnccl2": "2.22.3-*", "libnccl-dev": "2.22.3-*"})
     """
-    interrupted = host.get_fact(DpkgInterrupted)
+    # One round trip for the usual case; after a repair the packages are read again.
+    interrupted, installed, held = host.get_fact(AptState)
     if interrupted:
         # apt refuses to install anything until dpkg finishes what it was doing ("dpkg was
         # interrupted, you must manually run 'dpkg --configure -a'"). That configures what was
@@ -137,7 +168,7 @@ def apt_pinned(packages: dict[str, str], hold: bool = True, align: dict[str, str
         # reinstall it") can only be reinstalled, at the version the pins now choose; then
         # `apt-get -f install` settles the rest and the install below does what is left.
         yield StringCommand("sh", "-c", shlex.quote(REPAIR_DPKG))
-    installed = host.get_fact(DebPackages)
+        installed = host.get_fact(DebPackages)
     wrong = []
     for name, pattern in packages.items():
         versions = installed.get(name, set())
@@ -154,7 +185,8 @@ def apt_pinned(packages: dict[str, str], hold: bool = True, align: dict[str, str
     if wrong:
         yield f"{APT_INSTALL} " + " ".join(shlex.quote(w) for w in dict.fromkeys(wrong))
     if hold:
-        held = host.get_fact(HeldPackages)
+        if interrupted:
+            held = host.get_fact(HeldPackages)
         unheld = sorted(set(packages) - held)
         if unheld:
             yield "apt-mark hold " + " ".join(unheld)

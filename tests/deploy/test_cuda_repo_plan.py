@@ -61,9 +61,9 @@ DEPLOY = ROOT / "deploy.py"
 if str(ROOT) not in sys.path:  # as deploy.py does, so `tasks` is the module the deploy imports
     sys.path.insert(0, str(ROOT))
 
-from tasks.gpubox_venv import artifacts  # noqa: E402
+from tasks.gpubox_venv import Bytecode, artifacts  # noqa: E402
 from tasks.manifest import ManifestCurrent  # noqa: E402
-from tasks.ops import DpkgInterrupted, FileText, HeldPackages, UrlProblem  # noqa: E402
+from tasks.ops import AptState, DpkgInterrupted, FileText, HeldPackages, UrlProblem  # noqa: E402
 
 # =================================================================================================
 # The harness: plan deploy.py with facts from a table
@@ -119,6 +119,9 @@ class FactTable:
         self.read: list[FactKey] = []
 
     def get(self, cls: type[FactBase], args: tuple, kwargs: dict) -> Any:
+        if cls is AptState:  # one round trip on the node: the three facts it is made of
+            self.read.append(fact(AptState))
+            return tuple(self.get(c, (), {}) for c in (DpkgInterrupted, DebPackages, HeldPackages))
         # Global operation arguments (`_sudo`, ...) are not part of a fact's identity.
         kwargs = {k: v for k, v in kwargs.items() if not k.startswith("_")}
         key = fact(cls, *args, **kwargs)
@@ -619,6 +622,7 @@ def installed_node(data: dict, fresh: Plan) -> dict:
         fact(Directory, path=CHECKS): root_dir(local_mode(ROOT / "checks")),
         fact(FindFiles, path=CHECKS): [path for path, _ in local_checks()],
         fact(FindLinks, path=CHECKS): [],
+        fact(Bytecode, venv=f"{OPT}/venv", checks=CHECKS): True,
         fact(Which, command="update-grub"): "/usr/sbin/update-grub",
         **as_uploaded(CLOCK_UNIT),
         fact(Directory, path="/etc/systemd/system"): root_dir(),
@@ -732,6 +736,7 @@ def test_the_deploy_reads_only_these_kinds_of_fact(plan_deploy, home):
     kinds = {cls.__name__ for cls, _ in plan.facts.read}
     assert kinds == {
         "UrlProblem",
+        "AptState",
         "DpkgInterrupted",
         "DebPackages",
         "DebPackage",
