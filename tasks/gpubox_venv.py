@@ -28,6 +28,7 @@ from pyinfra.facts.files import File
 from pyinfra.operations import files, server
 
 from gpubox.spec import NodeSpec
+from tasks.ops import synced_folder
 from tasks.platforms import platform
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,13 +154,7 @@ def gpubox_venv(spec: NodeSpec):
         ],
     )
     checks = f"{sw.install_dir}/checks"
-    sync = files.sync(
-        name="the checks",
-        src=str(ROOT / "checks"),
-        dest=checks,
-        exclude=["*.pyc", "__pycache__"],
-        delete=True,
-    )
+    sync = synced_folder(name="the checks", src=str(ROOT / "checks"), dest=checks)
     # Bytecode for everything a check run or the probe imports, written now rather than at
     # every start (where the image sets PYTHONDONTWRITEBYTECODE nothing else ever writes it):
     # the venv's modules, and the checks as pytest rewrites them (its own .pyc names, which a
