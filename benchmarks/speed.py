@@ -88,7 +88,9 @@ def gpu_rows(runs: int) -> None:
     if not shutil.which("nvidia-smi"):
         row("gpubox probe --json", "this machine", "-", "no nvidia-smi here", "-", "skipped")
         return
-    gpubox = [str(BIN / "gpubox"), "probe", "--json"]
+    # The deployed node's own gpubox (its venv has the deploy's bytecode), else this checkout's.
+    deployed = Path(NODE_VENV, "bin", "gpubox")
+    gpubox = [str(deployed if deployed.is_file() else BIN / "gpubox"), "probe", "--json"]
     _, doc = run_once(gpubox)
     med = interleaved({"probe": gpubox, "smi": ["nvidia-smi", "-q"]}, runs)
     snap = json.loads(doc.stdout).get("probe_ms") if doc.returncode == 0 else None
