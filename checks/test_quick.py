@@ -7,7 +7,7 @@ lives in :mod:`gpubox.judge`, so every message names the host, the GPU, expected
 import pytest
 
 from gpubox import judge, judge_pcie
-from gpubox.checks import CLOCK_UNIT, check
+from gpubox.checks import CLOCK_UNIT, PACKAGE_QUERY, check
 
 pytestmark = pytest.mark.quick
 
@@ -90,6 +90,6 @@ def test_manifest(request, node):
     names = sorted((doc or {}).get("packages", {}))
     live = {}
     if names:
-        out = node.run("dpkg-query -W -f '${Package}\\t${Version}\\n' " + " ".join(names))
+        out = node.run(PACKAGE_QUERY + " ".join(names))
         live = dict(line.split("\t", 1) for line in out.stdout.splitlines() if "\t" in line)
     check(request, judge.manifest(node.spec, doc, live))

@@ -61,6 +61,7 @@ import pytest
 
 from gpubox import judge, remote
 from gpubox.layout import CLOCK_UNIT, NODE_SPEC, VENV_GPUBOX
+from gpubox.manifest import MANIFEST
 from gpubox.spec import NodeSpec, gpu_id, pair_id
 
 __all__ = ["CLOCK_UNIT", "NODE_SPEC", "GpuboxWarning", "Node", "NodeError", "check", "load_nodes"]
@@ -106,6 +107,7 @@ class Node:
     _baseline: Any = field(default=False, repr=False)  # False: not loaded yet
     _unreachable: NodeError | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _ahead: dict = field(default_factory=dict, repr=False)  # command -> result fetched ahead
 
     @property
     def host(self):
@@ -119,6 +121,9 @@ class Node:
         cannot be reached (remembered: later calls fail at once) or the command times out."""
         if self._unreachable is not None:
             raise self._unreachable
+        ahead = self._ahead.pop(command, None)  # taken in the snapshot's round trip
+        if ahead is not None:
+            return ahead
         try:
             return self.conn.run(command, timeout or self.timeout, progress, self.progress_every)
         except remote.CommandTimeout as exc:
@@ -138,6 +143,9 @@ class Node:
         """The file's text, or None when it does not exist (one command)."""
         if self._unreachable is not None:
             raise self._unreachable
+        ahead = self._ahead.pop(read_file_command(path), None)
+        if ahead is not None:
+            return file_text(self.name, path, ahead)
         try:
             return read_file(self.conn, path, timeout or self.timeout)
         except remote.CommandTimeout as exc:
@@ -234,9 +242,49 @@ class Node:
 
     @property
     def snapshot(self) -> dict:
-        return self._once(
-            "snapshot", lambda: self._run_json("probe --json", "probe it", self.timeout)
-        )
+        return self._once("snapshot", self._take_snapshot)
+
+    def _take_snapshot(self) -> dict:
+        if self.remote:
+            self._fetch_ahead(self.gpubox_command("probe --json", self.timeout))
+        return self._run_json("probe --json", "probe it", self.timeout)
+
+    # ---- one round trip for the quick tier ----------------------------------------------------
+
+    def quick_commands(self) -> list[str]:
+        """The commands the quick tier's own checks run besides the probe (checks/test_quick.py
+        runs exactly these strings; one that differs is simply run on its own)."""
+        return [
+            f"systemctl is-enabled {CLOCK_UNIT}",
+            f"systemctl is-active {CLOCK_UNIT}",
+            read_file_command(MANIFEST),
+        ]
+
+    def _fetch_ahead(self, probe: str) -> None:
+        """Run ``probe`` and :meth:`quick_commands` (and the manifest's ``dpkg-query``) on the
+        node in one SSH round trip, keeping each result for the first :meth:`run` of the same
+        command. Over SSH each command is a connection (~100 ms); the quick tier needs five.
+
+        A failure to reach the node is this node's failure, as the probe's would be; a batch that
+        times out says so about the probe (the other commands are bounded on the node).
+        """
+        python = f"{self.spec.software.install_dir}/venv/bin/python"
+        script, parse = batch_script(probe, self.quick_commands(), python)
+        try:
+            result = self.conn.run(
+                script, self.timeout + AHEAD_LIMIT_S * 4, None, self.progress_every
+            )
+        except remote.CommandTimeout:
+            raise NodeError(
+                f"{self.name}: `{remote._short(probe)}` ran past its timeout "
+                f"({self.timeout:g} s) (while trying to probe it)"
+            ) from None
+        except remote.RemoteError as exc:
+            self._unreachable = NodeError(str(exc))
+            raise self._unreachable from None
+        # Output not as the script prints it (an odd login shell): each command on its own.
+        with contextlib.suppress(ValueError):
+            self._ahead.update(parse(result.stdout, self.host.backend))
 
     # ---- the bandwidth tier: `gpubox bench run --json` ----------------------------------------
 
@@ -399,16 +447,90 @@ def nodes_from_hostspecs(specs: list[str], **options) -> list[Node]:
     return nodes
 
 
+def read_file_command(path: str) -> str:
+    quoted = shlex.quote(path)
+    return f"test -e {quoted} || exit 44; cat -- {quoted}"
+
+
 def read_file(conn: remote.Connection, path: str, timeout: float) -> str | None:
     """The text of ``path`` on the node, or None when it does not exist (one command)."""
-    quoted = shlex.quote(path)
-    result = conn.run(f"test -e {quoted} || exit 44; cat -- {quoted}", timeout)
+    return file_text(conn.name, path, conn.run(read_file_command(path), timeout))
+
+
+def file_text(name: str, path: str, result) -> str | None:
+    """What :func:`read_file_command`'s ``result`` says: the text, None (no such file) or a
+    :class:`NodeError`."""
     if result.rc == 44:
         return None
     if result.rc != 0:
         why = (result.stderr.strip().splitlines() or [f"exit {result.rc}"])[-1]
-        raise NodeError(f"{conn.name}: cannot read {path}: {why}")
+        raise NodeError(f"{name}: cannot read {path}: {why}")
     return result.stdout
+
+
+# The manifest check's package query (checks/test_quick.py::test_manifest), the package names
+# appended; the batch builds it on the node from the manifest it reads.
+PACKAGE_QUERY = "dpkg-query -W -f '${Package}\\t${Version}\\n' "
+AHEAD_LIMIT_S = 10  # each command fetched ahead of its check is stopped on the node after this
+_NAMES = (
+    "import json,sys;d=json.load(open(sys.argv[1]));print(' '.join(sorted(d.get('packages',{}))))"
+)
+
+
+def batch_script(probe: str, commands: list[str], python: str, manifest: str = MANIFEST):
+    """A shell script that runs ``probe``, then ``commands`` (each stopped after
+    :data:`AHEAD_LIMIT_S`), then the manifest's package query, printing each one's exit status,
+    stdout and stderr between markers; and the function that parses its output into
+    ``{command: testinfra CommandResult}`` (a command stopped by its limit is left out, so its
+    check runs it again itself)."""
+    import secrets
+
+    from testinfra.backend.base import CommandResult
+
+    mark = f"gpubox-{secrets.token_hex(12)}"
+    q = shlex.quote
+    lines = [
+        f"M={mark}",
+        "t=$(mktemp -d) || exit 1",
+        "trap 'rm -rf \"$t\"' EXIT",
+        'r() { i=$1; shift; "$@" >"$t/o" 2>"$t/e"; c=$?; printf \'%s %s %s\\n\' "$M" "$i" "$c"; '
+        'cat "$t/o"; printf \'\\n%s\\n\' "$M"; cat "$t/e"; printf \'\\n%s\\n\' "$M"; }',
+        f"r 0 sh -c {q(probe)}",
+    ]
+    limit = f"timeout -k 2 {AHEAD_LIMIT_S}"
+    for i, command in enumerate(commands, 1):
+        lines.append(f"r {i} {limit} sh -c {q(command)}")
+    lines += [
+        f"n=$({q(python)} -I -c {q(_NAMES)} {q(manifest)} 2>/dev/null)",
+        f'if [ -n "$n" ]; then d={q(PACKAGE_QUERY)}"$n"; r k printf %s "$d"; '
+        f'r d {limit} sh -c "$d"; fi',
+    ]
+    script = "\n".join(lines)
+    wanted = {"0": probe, **{str(i): c for i, c in enumerate(commands, 1)}}
+
+    def parse(out: str, backend) -> dict:
+        found: dict[str, tuple[int, str, str]] = {}
+        pos = 0
+        while (start := out.find(f"{mark} ", pos)) != -1:
+            eol = out.index("\n", start)
+            i, rc = out[start + len(mark) + 1 : eol].split()
+            end_out = out.index(f"\n{mark}\n", eol)
+            end_err = out.index(f"\n{mark}\n", end_out + len(mark) + 2)
+            stdout = out[eol + 1 : end_out]
+            stderr = out[end_out + len(mark) + 2 : end_err]
+            found[i] = (int(rc), stdout, stderr)
+            pos = end_err + len(mark) + 2
+        if "k" in found and "d" in found:
+            wanted["d"] = found["k"][1]
+        results = {}
+        for i, command in wanted.items():
+            if i not in found or (i != "0" and found[i][0] in (124, 137)):
+                continue
+            rc, stdout, stderr = found[i]
+            results[command] = CommandResult(backend, rc, command.encode(), stdout, stderr)
+        return results
+
+    return script, parse
 
 
 # ---- pytest hooks -----------------------------------------------------------------------------

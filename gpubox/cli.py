@@ -71,9 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
     if not argv or argv[0] not in COMMANDS:
-        parser.parse_args(argv or ["--help"])  # prints help or an error and exits
+        # Only here: the top-level parser reads gpubox's version (importlib.metadata, ~40 ms+),
+        # which a subcommand never needs.
+        build_parser().parse_args(argv or ["--help"])  # prints help or an error and exits
         return 2
     name, rest = argv[0], argv[1:]
     module_name, help_text = COMMANDS[name]

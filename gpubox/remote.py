@@ -257,6 +257,27 @@ def run_shell(
         reader.start()
     started = time.monotonic()
     deadline = started + timeout
+    if progress is None:
+        # Block in waitpid, a timer stopping the command at its deadline: Popen.wait(timeout)
+        # polls, with sleeps up to 50 ms after the command has already exited.
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            _kill_group(proc)
+
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            rc = proc.wait()
+        finally:
+            timer.cancel()
+        if expired.is_set():
+            raise CommandTimeout(f"still running after {timeout:g} s: stopped")
+        for reader in readers:
+            reader.join(timeout=2.0)
+        return rc, b"".join(out), b"".join(err)
     while True:
         step = deadline - time.monotonic()
         if progress is not None:

@@ -12,7 +12,9 @@ line where ``uv`` is missing). The checks folder is copied beside it, so
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
+import os
 import shutil
 import subprocess
 import tempfile
@@ -20,12 +22,13 @@ from functools import cache
 from pathlib import Path
 
 from pyinfra import host
-from pyinfra.api import deploy
+from pyinfra.api import FactBase, deploy
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server
 
 from gpubox.spec import NodeSpec
+from tasks.ops import synced_folder
 from tasks.platforms import platform
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +36,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @cache
 def artifacts() -> tuple[Path, str]:
-    """Build the wheel and the hashed requirements once per deploy run (controller side)."""
+    """The wheel and the hashed requirements (controller side), built once per source.
+
+    The wheel is reproducible (same source, same bytes), so it is kept under
+    ``$GPUBOX_CACHE_DIR/wheels`` keyed by a hash of what goes into it, and a deploy of unchanged
+    sources skips ``uv build`` (about a second) and ``uv export``.
+    """
     uv = shutil.which("uv")
     if uv is None:
         # Planning too (--dry): the plan compares the wheel's checksum with the node's copy.
@@ -41,14 +49,20 @@ def artifacts() -> tuple[Path, str]:
             "the deploy (--dry too) builds gpubox's wheel for the node with `uv`, which is not "
             "on PATH here: install it (https://docs.astral.sh/uv/) or run `uv run pyinfra ...`"
         )
-    out = Path(tempfile.mkdtemp(prefix="gpubox-wheel-"))
-    atexit.register(shutil.rmtree, out, True)  # the wheel is uploaded by then
+    base = Path(os.environ.get("GPUBOX_CACHE_DIR") or Path.home() / ".cache" / "gpubox")
+    kept = base / "wheels" / _source_key(uv)
+    if kept.is_dir():
+        wheels = list(kept.glob("gpubox-*.whl"))
+        if len(wheels) == 1 and (kept / "requirements.txt").is_file():
+            return wheels[0], (kept / "requirements.txt").read_text()
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix="gpubox-wheel-", dir=kept.parent))
+    atexit.register(shutil.rmtree, out, True)  # gone at exit unless kept below
     build = subprocess.run(
         [uv, "build", "--wheel", "--out-dir", str(out), str(ROOT)], capture_output=True, text=True
     )
     if build.returncode != 0:
         raise PyinfraError(f"building gpubox's wheel failed: {build.stderr[-800:]}")
-    (wheel,) = out.glob("gpubox-*.whl")
     export = subprocess.run(
         [
             uv,
@@ -66,7 +80,28 @@ def artifacts() -> tuple[Path, str]:
     )
     if export.returncode != 0:
         raise PyinfraError(f"exporting the locked requirements failed: {export.stderr[-800:]}")
+    (out / "requirements.txt").write_text(export.stdout)
+    with contextlib.suppress(OSError):  # another deploy kept the same one first: use either
+        out.rename(kept)
+        out = kept
+    (wheel,) = out.glob("gpubox-*.whl")
     return wheel, export.stdout
+
+
+def _source_key(uv: str) -> str:
+    """A hash of everything the wheel and the requirements are made from (and of uv's path)."""
+    h = hashlib.sha256(uv.encode())
+    paths = [ROOT / name for name in ("pyproject.toml", "uv.lock", "README.md", "LICENSE")]
+    paths += sorted(
+        p
+        for p in (ROOT / "gpubox").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    )
+    for p in paths:
+        h.update(str(p.relative_to(ROOT)).encode() + b"\0")
+        h.update(p.read_bytes() if p.is_file() else b"(none)")
+        h.update(b"\0")
+    return h.hexdigest()[:32]
 
 
 @deploy("gpubox on the node")
@@ -99,7 +134,7 @@ def gpubox_venv(spec: NodeSpec):
             not host.get_fact(File, path=f"{venv}/pyvenv.cfg") or put_req.did_change()
         ),  # bin/python is a link: pyvenv.cfg says a venv is there
     )
-    server.shell(
+    install = server.shell(
         name="install gpubox and its locked dependencies (--require-hashes)",
         commands=[
             # pip keeps an installed gpubox of the same version number: the wheel changed, so
@@ -118,13 +153,39 @@ def gpubox_venv(spec: NodeSpec):
             )
         ],
     )
-    files.sync(
-        name="the checks",
-        src=str(ROOT / "checks"),
-        dest=f"{sw.install_dir}/checks",
-        exclude=["*.pyc", "__pycache__"],
-        delete=True,
+    checks = f"{sw.install_dir}/checks"
+    sync = synced_folder(name="the checks", src=str(ROOT / "checks"), dest=checks)
+    # Bytecode for everything a check run or the probe imports, written now rather than at
+    # every start (where the image sets PYTHONDONTWRITEBYTECODE nothing else ever writes it):
+    # the venv's modules, and the checks as pytest rewrites them (its own .pyc names, which a
+    # collection writes). A collection that fails here (no spec yet) is the checks' to report.
+    server.shell(
+        name="compile gpubox's bytecode",
+        commands=[
+            f"{venv}/bin/python -m compileall -q -j 0 {venv}/lib >/dev/null",
+            f"cd {checks} && env -u PYTHONDONTWRITEBYTECODE {venv}/bin/pytest --collect-only -q "
+            "-p no:cacheprovider >/dev/null 2>&1 || true",
+        ],
+        _if=lambda: (
+            install.did_change()
+            or sync.did_change()
+            or not host.get_fact(Bytecode, venv=venv, checks=checks)
+        ),
     )
+
+
+class Bytecode(FactBase):
+    """Whether the node venv's gpubox and the checks (as pytest rewrites them) are compiled."""
+
+    def command(self, venv, checks):
+        return (
+            f"ls {venv}/lib/python3*/site-packages/gpubox/__pycache__/probe.*.pyc "
+            f"{checks}/__pycache__/test_quick.*-pytest-*.pyc >/dev/null 2>&1 "
+            "&& echo yes || echo no"
+        )
+
+    def process(self, output):
+        return "yes" in output
 
 
 def _text_file(text: str):

@@ -11,17 +11,21 @@ change, so a second deploy yields nothing:
   into place; a mismatch stops the deploy showing both hashes and leaves nothing behind.
 * :func:`build_once`: run a build script into a versioned folder unless a stamp file records the
   same inputs; builds land in a temporary folder and are renamed, so a killed build is redone.
+* :func:`synced_folder`: ``files.sync`` for a small folder of files in one fact (stock sync reads
+  a few per file: a round trip each).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
+import os
 import re
 import shlex
 
 from pyinfra import host
-from pyinfra.api import FactBase, StringCommand, operation
+from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
 from pyinfra.api.exceptions import OperationError
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import File, Sha256File
@@ -60,6 +64,36 @@ class DpkgInterrupted(FactBase):
     def process(self, output):
         lines = [line.strip() for line in output if line.strip()]
         return "; ".join(lines) if lines else None
+
+
+class AptState(FactBase):
+    """What :func:`apt_pinned` reads, in one round trip: ``(DpkgInterrupted, DebPackages,
+    HeldPackages)``, each as its own fact gives it."""
+
+    _MARK = "--gpubox-apt-state--"
+
+    def command(self):
+        return (
+            f"{DpkgInterrupted().command()}; echo {self._MARK}; "
+            f"{DebPackages().command()} 2>/dev/null || true; echo {self._MARK}; "
+            f"{HeldPackages().command()}"
+        )
+
+    def process(self, output):
+        parts: list[list[str]] = [[]]
+        for line in output:
+            if line.strip() == self._MARK:
+                parts.append([])
+            else:
+                parts[-1].append(line)
+        if len(parts) != 3:
+            raise OperationError(f"unexpected output from the apt state fact: {output[:5]}")
+        interrupted, installed, held = parts
+        return (
+            DpkgInterrupted().process(interrupted),
+            DebPackages().process(installed) if installed else {},
+            HeldPackages().process(held),
+        )
 
 
 class UrlProblem(FactBase):
@@ -129,7 +163,8 @@ def apt_pinned(packages: dict[str, str], hold: bool = True, align: dict[str, str
 
         apt_pinned(name="NCCL", packages={"libnccl2": "2.22.3-*", "libnccl-dev": "2.22.3-*"})
     """
-    interrupted = host.get_fact(DpkgInterrupted)
+    # One round trip for the usual case; after a repair the packages are read again.
+    interrupted, installed, held = host.get_fact(AptState)
     if interrupted:
         # apt refuses to install anything until dpkg finishes what it was doing ("dpkg was
         # interrupted, you must manually run 'dpkg --configure -a'"). That configures what was
@@ -137,7 +172,7 @@ def apt_pinned(packages: dict[str, str], hold: bool = True, align: dict[str, str
         # reinstall it") can only be reinstalled, at the version the pins now choose; then
         # `apt-get -f install` settles the rest and the install below does what is left.
         yield StringCommand("sh", "-c", shlex.quote(REPAIR_DPKG))
-    installed = host.get_fact(DebPackages)
+        installed = host.get_fact(DebPackages)
     wrong = []
     for name, pattern in packages.items():
         versions = installed.get(name, set())
@@ -154,7 +189,8 @@ def apt_pinned(packages: dict[str, str], hold: bool = True, align: dict[str, str
     if wrong:
         yield f"{APT_INSTALL} " + " ".join(shlex.quote(w) for w in dict.fromkeys(wrong))
     if hold:
-        held = host.get_fact(HeldPackages)
+        if interrupted:
+            held = host.get_fact(HeldPackages)
         unheld = sorted(set(packages) - held)
         if unheld:
             yield "apt-mark hold " + " ".join(unheld)
@@ -265,3 +301,88 @@ def repository_reachable(url: str, sources_list: str | None = None):
         f"network or proxy; {left}, and nothing was installed from it"
     )
     yield StringCommand("sh", "-c", shlex.quote(f"echo {shlex.quote(message)} >&2; exit 1"))
+
+
+class FolderState(FactBase):
+    """What :func:`synced_folder` compares, in one round trip: ``{relative path: (kind, mode,
+    sha1)}`` below ``path`` (kind ``d``, ``f`` or ``l``; ``""`` is ``path`` itself), leaving
+    out bytecode (``__pycache__``, ``*.pyc``); None when ``path`` is not a folder."""
+
+    def command(self, path):
+        q = shlex.quote(path)
+        return (
+            f"cd {q} 2>/dev/null || exit 0; "
+            "find . -name __pycache__ -prune -o -type d -printf 'd %m - %P\\n' "
+            "-o -type l -printf 'l - - %P\\n' -o -type f ! -name '*.pyc' -printf 'f %m - %P\\n'; "
+            "find . -name __pycache__ -prune -o -type f ! -name '*.pyc' -exec sha1sum {} + "
+            "| sed 's/^/s /'"
+        )
+
+    def process(self, output):
+        if not output:
+            return None
+        state, sums = {}, {}
+        for line in output:
+            if line.startswith("s "):
+                digest, name = line[2:].split(None, 1)
+                sums[name.lstrip("*").removeprefix("./")] = digest
+            elif line[:2] in ("d ", "f ", "l "):
+                parts = line.split(" ", 3)  # the folder itself: no name (and no trailing space)
+                state[parts[3] if len(parts) > 3 else ""] = (parts[0], parts[1], None)
+        return {
+            name: (kind, mode, sums.get(name) if kind == "f" else None)
+            for name, (kind, mode, _) in state.items()
+        }
+
+
+@operation()
+def synced_folder(src: str, dest: str):
+    """Make ``dest`` a copy of the local folder ``src`` (files and folders, with their modes),
+    deleting what ``src`` does not have; bytecode (``__pycache__``, ``*.pyc``) is neither copied
+    nor deleted. One fact for the whole folder, where ``files.sync`` reads several per file.
+
+    **Example:**
+
+    .. code:: python
+
+        synced_folder(name="the checks", src="checks", dest="/opt/gpubox/checks")
+    """
+    local: dict[str, tuple[str, str, str | None]] = {}
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        rel = os.path.relpath(dirpath, src)
+        rel = "" if rel == "." else rel
+        local[rel] = ("d", _mode(dirpath), None)
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            if name.endswith(".pyc"):
+                continue
+            if os.path.islink(path):
+                raise OperationError(f"synced_folder: {path} is a link; only files are copied")
+            with open(path, "rb") as f:
+                digest = hashlib.sha1(f.read()).hexdigest()
+            local[os.path.join(rel, name)] = ("f", _mode(path), digest)
+    remote = host.get_fact(FolderState, path=dest) or {}
+    for name in sorted(set(remote) - set(local), reverse=True):  # files before their folders
+        yield f"rm -rf {shlex.quote(_join(dest, name))}"
+    for name, (kind, mode, digest) in local.items():
+        there = remote.get(name)
+        path = _join(dest, name)
+        if kind == "d":
+            if there is None or there[0] != "d":
+                yield f"rm -rf {shlex.quote(path)}; mkdir -p {shlex.quote(path)}"
+            if there is None or there[1] != mode:
+                yield f"chmod {mode} {shlex.quote(path)}"
+            continue
+        if there is None or there[0] != "f" or there[2] != digest:
+            yield FileUploadCommand(os.path.join(src, name), path)
+        if there is None or there[1] != mode:
+            yield f"chmod {mode} {shlex.quote(path)}"
+
+
+def _mode(path: str) -> str:
+    return oct(os.stat(path).st_mode & 0o7777)[2:]
+
+
+def _join(dest: str, name: str) -> str:
+    return f"{dest}/{name}" if name else dest

@@ -47,7 +47,7 @@ from pyinfra.api.state import StateStage
 from pyinfra.connectors.util import CommandOutput
 from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state
 from pyinfra.facts.deb import DebPackage, DebPackages
-from pyinfra.facts.files import Directory, File, FindFiles, FindLinks, Link, Sha1File, Sha256File
+from pyinfra.facts.files import Directory, File, Link, Sha1File, Sha256File
 from pyinfra.facts.server import TmpDir, Which
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 from pyinfra_cli.util import load_deploy_file
@@ -61,9 +61,9 @@ DEPLOY = ROOT / "deploy.py"
 if str(ROOT) not in sys.path:  # as deploy.py does, so `tasks` is the module the deploy imports
     sys.path.insert(0, str(ROOT))
 
-from tasks.gpubox_venv import artifacts  # noqa: E402
+from tasks.gpubox_venv import Bytecode, artifacts  # noqa: E402
 from tasks.manifest import ManifestCurrent  # noqa: E402
-from tasks.ops import DpkgInterrupted, FileText, HeldPackages, UrlProblem  # noqa: E402
+from tasks.ops import AptState, DpkgInterrupted, FileText, FolderState, HeldPackages, UrlProblem  # noqa: E402
 
 # =================================================================================================
 # The harness: plan deploy.py with facts from a table
@@ -119,6 +119,9 @@ class FactTable:
         self.read: list[FactKey] = []
 
     def get(self, cls: type[FactBase], args: tuple, kwargs: dict) -> Any:
+        if cls is AptState:  # one round trip on the node: the three facts it is made of
+            self.read.append(fact(AptState))
+            return tuple(self.get(c, (), {}) for c in (DpkgInterrupted, DebPackages, HeldPackages))
         # Global operation arguments (`_sudo`, ...) are not part of a fact's identity.
         kwargs = {k: v for k, v in kwargs.items() if not k.startswith("_")}
         key = fact(cls, *args, **kwargs)
@@ -420,11 +423,17 @@ def local_mode(path: Path) -> int:
     return int(oct(path.stat().st_mode)[-3:])
 
 
+def local_sha1(remote_path: str) -> str:
+    """The sha1 of the checks/ file uploaded to ``remote_path``."""
+    return hashlib.sha1((ROOT / "checks" / remote_path.rsplit("/", 1)[1]).read_bytes()).hexdigest()
+
+
 def local_checks() -> list[tuple[str, int]]:
-    """``(remote path, mode)`` of each file ``files.sync`` uploads from checks/ (it changes)."""
+    """``(remote path, mode)`` of each file ``synced_folder`` uploads from checks/ (it changes)."""
     src = ROOT / "checks"
     out = []
     for dirpath, dirnames, filenames in os.walk(src):
+        dirnames[:] = [d for d in dirnames if d != "__pycache__"]  # bytecode is not copied
         if dirpath != str(src) or dirnames:
             raise AssertionError(f"checks/ has sub-folders {dirnames}: teach this test about them")
         out += [
@@ -510,10 +519,7 @@ def fresh_node(data: dict, update_grub: str | None = "/usr/sbin/update-grub") ->
         fact(File, path=REQUIREMENTS): None,
         fact(Directory, path=REQUIREMENTS): None,
         fact(File, path=f"{OPT}/venv/pyvenv.cfg"): None,
-        fact(Link, path=CHECKS): None,
-        fact(Directory, path=CHECKS): None,
-        fact(FindFiles, path=CHECKS): [],
-        fact(FindLinks, path=CHECKS): [],
+        fact(FolderState, path=CHECKS): None,
         # PCIe tuning: is anything of ours there (to remove, or to update)?
         fact(File, path=GRUB_DROPIN): None,
         fact(Which, command="update-grub"): update_grub,
@@ -536,9 +542,6 @@ def fresh_node(data: dict, update_grub: str | None = "/usr/sbin/update-grub") ->
         fact(Directory, path=MANIFEST_INPUTS): None,
         fact(ManifestCurrent, gpubox=GPUBOX): False,
     }
-    for path, _ in local_checks():
-        facts[fact(File, path=path)] = None
-        facts[fact(Directory, path=path)] = None
     if tuning.get("iommu_passthrough"):
         facts[fact(Directory, path=GRUB_DROPIN)] = None
         facts[fact(Directory, path="/etc/default/grub.d")] = root_dir()
@@ -615,10 +618,14 @@ def installed_node(data: dict, fresh: Plan) -> dict:
         **as_uploaded(REQUIREMENTS),
         fact(File, path=f"{OPT}/venv/pyvenv.cfg"): root_file(),
         fact(File, path=GPUBOX): root_file(755),
-        fact(Link, path=CHECKS): None,
-        fact(Directory, path=CHECKS): root_dir(local_mode(ROOT / "checks")),
-        fact(FindFiles, path=CHECKS): [path for path, _ in local_checks()],
-        fact(FindLinks, path=CHECKS): [],
+        fact(FolderState, path=CHECKS): {
+            "": ("d", str(local_mode(ROOT / "checks")), None),
+            **{
+                path.rsplit("/", 1)[1]: ("f", str(mode), local_sha1(path))
+                for path, mode in local_checks()
+            },
+        },
+        fact(Bytecode, venv=f"{OPT}/venv", checks=CHECKS): True,
         fact(Which, command="update-grub"): "/usr/sbin/update-grub",
         **as_uploaded(CLOCK_UNIT),
         fact(Directory, path="/etc/systemd/system"): root_dir(),
@@ -631,8 +638,6 @@ def installed_node(data: dict, fresh: Plan) -> dict:
         **as_uploaded(MANIFEST_INPUTS),
         fact(ManifestCurrent, gpubox=GPUBOX): True,
     }
-    for path, mode in local_checks():
-        facts.update(as_uploaded(path, mode))
     if tuning.get("iommu_passthrough"):
         facts.update(as_uploaded(GRUB_DROPIN))
         facts[fact(Directory, path="/etc/default/grub.d")] = root_dir()
@@ -732,6 +737,7 @@ def test_the_deploy_reads_only_these_kinds_of_fact(plan_deploy, home):
     kinds = {cls.__name__ for cls, _ in plan.facts.read}
     assert kinds == {
         "UrlProblem",
+        "AptState",
         "DpkgInterrupted",
         "DebPackages",
         "DebPackage",
@@ -740,8 +746,7 @@ def test_the_deploy_reads_only_these_kinds_of_fact(plan_deploy, home):
         "Directory",
         "Link",
         "FileText",
-        "FindFiles",
-        "FindLinks",
+        "FolderState",
         "Which",
         "SystemdStatus",
         "SystemdEnabled",

@@ -188,6 +188,17 @@ def test_the_node_venv_holds_only_what_runs_on_the_node(node):
     assert not installed & controller, installed & controller
 
 
+def test_the_node_venv_and_the_checks_hold_compiled_bytecode(node):
+    """Written by the deploy, so no start on the node compiles gpubox or the checks again."""
+    found = ssh(
+        node,
+        "ls /opt/gpubox/venv/lib/python3*/site-packages/gpubox/__pycache__/ "
+        "/opt/gpubox/checks/__pycache__/",
+    ).stdout
+    assert "probe.cpython-" in found and "cli.cpython-" in found, found
+    assert "test_quick.cpython-" in found and "-pytest-" in found, found  # as pytest rewrites it
+
+
 def test_a_dry_run_without_uv_says_so_in_one_line(node, deploy_env):
     env = {**deploy_env, "PATH": f"{ROOT / '.venv/bin'}:/usr/bin:/bin"}
     result = deploy(env, "--dry")
