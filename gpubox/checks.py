@@ -243,7 +243,8 @@ class Node:
     def bench_runs(self) -> int:
         """How many tool runs the bandwidth tier makes (bandwidthTest per GPU, one
         p2pBandwidthLatencyTest, nccl-tests per ``floors.allreduce`` entry)."""
-        return self.spec.gpu_count + 1 + len(self.spec.floors.allreduce)
+        floors = self.spec.floors
+        return self.spec.gpu_count + 1 + len(floors.allreduce) + len(floors.multinode)
 
     def bench_timeout(self) -> float:
         return self.bench_runs() * self.spec.bench.timeout_s + BENCH_MARGIN_S
@@ -602,6 +603,10 @@ def pytest_generate_tests(metafunc):
         params = [(n, f) for n in nodes for f in n.spec.floors.allreduce]
         ids = [ident(n, _allreduce_id(n.spec, f)) for n, f in params]
         metafunc.parametrize(("node", "allreduce"), params, ids=ids, scope="session")
+    elif "multinode" in metafunc.fixturenames:
+        params = [(n, f) for n in nodes for f in n.spec.floors.multinode]
+        ids = [ident(n, f.id) for n, f in params]
+        metafunc.parametrize(("node", "multinode"), params, ids=ids, scope="session")
     else:
         metafunc.parametrize("node", nodes, ids=[n.name for n in nodes], scope="session")
 
