@@ -415,7 +415,9 @@ def multinode(spec: NodeSpec, bench: dict, floor: MultinodeFloor, baseline=None)
     expected = {**_expected(floor_value), "ranks": floor.ranks, "hosts": list(floor.hosts)}
     entry = results.find_run(bench, "nccl-tests", floor.gpus, floor.size, floor.hosts)
     if entry is None:
-        return _missing_run(check, subject, host, f"{binary} across {floor.id}", f"at {size}")
+        return _missing_run(
+            check, subject, host, floor.id, f"{binary} (mpirun across nodes) at {size}"
+        )
     parsed = entry.get("parsed") or {}
     mpi = entry.get("mpi") or {}
     ranks = {r["rank"]: r for r in parsed.get("ranks", [])}

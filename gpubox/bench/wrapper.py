@@ -272,13 +272,7 @@ def run(
             + (f"; what it printed is in {result.log}" if result.log else "")
         )
     if launch is not None:
-        where = f"host {launch['host']}" if launch["host"] else "a remote host"
-        hosts = f" (mpirun -H {','.join(inv.hosts)})" if inv.hosts else ""
-        result.errors.append(
-            f"mpirun could not start the ranks on {where}{hosts}: {launch['reason']}: check that "
-            f"this node reaches {launch['host'] or 'it'} by `ssh` without a password (key, "
-            "ssh_config Host entry and port) and that Open MPI is installed there"
-        )
+        result.errors.append(launch_error(inv, launch))
     if launch is not None and not _nccl_output(text):
         pass  # nothing of nccl-tests' to parse: the launch error says it all
     elif text.strip():
@@ -298,6 +292,17 @@ def run(
     if result.parsed is not None:
         result.errors.extend(result.parsed.get("errors", []))
     return result
+
+
+def launch_error(inv: Invocation, launch: dict) -> str:
+    """One line naming the host mpirun could not start ranks on (:func:`mpi_output.unreachable`)."""
+    where = f"host {launch['host']}" if launch["host"] else "a remote host"
+    hosts = f" (mpirun -H {','.join(inv.hosts)})" if inv.hosts else ""
+    return (
+        f"mpirun could not start the ranks on {where}{hosts}: {launch['reason']}: check that "
+        f"this node reaches {launch['host'] or 'it'} by `ssh` without a password (key, "
+        "ssh_config Host entry and port) and that Open MPI is installed there"
+    )
 
 
 def _nccl_output(text: str) -> bool:

@@ -265,11 +265,13 @@ BENCHMARK_SCHEMA: dict[str, Check] = {
     "mpi_ranks": ("an MPI world size >= 1 (mpirun's -np)", lambda v: type(v) is int and v >= 1),
     "mpi_fail": (
         "an object {output, exit, ranks} (what a failing rank prints)",
-        lambda v: isinstance(v, dict)
-        and set(v) <= {"output", "exit", "ranks"}
-        and isinstance(v.get("output", ""), str)
-        and type(v.get("exit", 3)) is int
-        and (v.get("ranks") is None or _uint_list(1 << 20)[1](v["ranks"])),
+        lambda v: (
+            isinstance(v, dict)
+            and set(v) <= {"output", "exit", "ranks"}
+            and isinstance(v.get("output", ""), str)
+            and type(v.get("exit", 3)) is int
+            and (v.get("ranks") is None or _uint_list(1 << 20)[1](v["ranks"]))
+        ),
     ),
 }
 
