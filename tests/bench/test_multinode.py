@@ -3,6 +3,8 @@ unreachable-host error, and the judging against ``floors.multinode`` (each check
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from gpubox import judge_bandwidth as jb
@@ -293,3 +295,80 @@ def test_a_run_missing_from_the_document_fails():
     assert verdict.level == "fail" and verdict.message.startswith(
         "node1 node1+node2:gpu0+gpu1: no all_reduce_perf (mpirun across nodes) at 32 MiB run"
     )
+
+
+# ---- the replay as nccl-tests built with MPI (what each rank runs on a simulated node) -------
+
+
+def _ranks(tmp_path, scenarios: list[str], size=4, per_node=2):
+    """Start the replay as ``size`` ranks the way mpirun would (its OMPI_* variables)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from gpubox.sim import replay, scenario
+
+    port = _free_port()
+    procs = []
+    for rank, name in enumerate(scenarios):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(scenario.load(name)))
+        env = {
+            **os.environ,
+            "OMPI_COMM_WORLD_RANK": str(rank),
+            "OMPI_COMM_WORLD_SIZE": str(size),
+            "OMPI_COMM_WORLD_LOCAL_RANK": str(rank % per_node),
+            "CUDA_VISIBLE_DEVICES": "0,1",
+            "GPUBOX_SIM_SCENARIO": str(path),
+            "GPUBOX_SIM_MPI_PORT": str(port),
+        }
+        argv = [sys.executable, replay.__file__, "all_reduce_perf", "-b", "32M", "-e", "32M"]
+        procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True))
+    return procs
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_the_replay_under_mpirun_prints_one_rank_line_per_rank_from_rank_0(tmp_path):
+    import socket
+
+    procs = _ranks(tmp_path, ["pg199-quad-debian13"] * 4)
+    outs = [p.communicate(timeout=30)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0]
+    assert outs[1:] == ["", "", ""]  # only rank 0 prints, as nccl-tests does
+    parsed = parse("nccl-tests", outs[0])
+    host = socket.gethostname()
+    assert [(r["rank"], r["host"], r["device"], r["bus_id"]) for r in parsed["ranks"]] == [
+        (0, host, 0, "0000:04:00"),
+        (1, host, 1, "0000:05:00"),
+        (2, host, 0, "0000:04:00"),
+        (3, host, 1, "0000:05:00"),
+    ]
+    assert parsed["ok"] and parsed["rows"][0]["oop"]["busbw"] == 2.31
+
+
+def test_the_replay_fault_makes_one_rank_fail_and_rank_0_wait(tmp_path):
+    procs = _ranks(tmp_path, ["pg199-quad-debian13"] * 3 + ["fault-mpi-rank-fails"])
+    out3, _ = procs[3].communicate(timeout=30)
+    assert procs[3].returncode == 3
+    facts = mpi.parse(out3)
+    assert facts["failures"][0]["line"].endswith(
+        "Test NCCL failure common.cu:1100 'unhandled system error (run with NCCL_DEBUG=INFO "
+        "for details) / '"
+    )
+    time.sleep(1)
+    # the other ranks wait in "NCCL's set-up" until mpirun stops the job, as it does here
+    assert [p.poll() for p in procs[:3]] == [None, None, None]
+    for p in procs[:3]:
+        p.kill()
+    out0, _ = procs[0].communicate(timeout=10)
+    for p in procs[1:3]:
+        p.communicate(timeout=10)
+    assert out0.count("#  Rank") == 4 and "Avg bus bandwidth" not in out0
