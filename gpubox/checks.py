@@ -639,6 +639,9 @@ def pytest_collection_modifyitems(config, items):
         if not is_check(item):
             keep.append(item)
             continue
+        node = getattr(item, "callspec", None) and item.callspec.params.get("node")
+        if "multinode" in item.fixturenames and not isinstance(node, Node):
+            continue  # no node has floors.multinode: not a check here (single nodes: the norm)
         tier = next((t for t in OPT_IN if item.get_closest_marker(t)), None)
         if tier is not None and not asked_for(config, tier):
             dropped.append(item)

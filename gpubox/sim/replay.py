@@ -284,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         call["mpi_ranks"] = world[1]
     found = find(doc, call)
     if found is None:
-        recorded = ", ".join(sorted(doc.get("benchmarks") or {})) or "none"
+        entries = doc.get("benchmarks") or {}
+        same_tool = [n for n, e in entries.items() if isinstance(e, dict) and e.get("tool") == tool]
+        recorded = ", ".join(sorted(same_tool or entries)) or "none"
         print(
             f"gpubox sim replay: scenario {doc.get('scenario')!r} ({path}) has no recorded output "
             f"for {tool} gpus={call['gpus']} size={call['size']} (recorded: {recorded})",
