@@ -37,6 +37,8 @@ _SSH = (
     re.compile(r"^ssh: Could not resolve hostname (?P<host>[^:\s]+): (?P<why>.+)$"),
     re.compile(r"^ssh: (?P<host>[^:\s]+): (?P<why>Name or service not known|.+)$"),
     re.compile(r"^Host key verification failed\.$"),
+    re.compile(r"^Connection to (?P<host>\S+) port \d+ timed out$"),
+    re.compile(r"^Connection (?:timed out during banner exchange|closed by remote host)$"),
     re.compile(r"^(?P<who>\S+@)?(?P<host>[^:\s]+): Permission denied \((?P<why>[^)]*)\)\.?$"),
 )
 # Open MPI's (ORTE, 4.x) and PRRTE's (5.x) help texts when daemons did not start or were lost.

@@ -205,6 +205,54 @@ def test_an_unreachable_host_is_named(text, host, reason):
     assert found["reason"] == (reason or text.strip())
 
 
+# What Debian 13's Open MPI 5 (PRRTE) printed when rank 3 of a 4-rank job exited 3: a rank's
+# failure, not a launch error (captured from tests/integration/test_mpi.py).
+PRRTE_RANK_EXIT = """[1,3]<stdout>: mpib: Test NCCL failure common.cu:1100 'unhandled system error'
+[1,3]<stdout>:  .. mpib pid 9600: Test failure common.cu:891
+[1,0]<stdout>: # Using devices
+--------------------------------------------------------------------------
+prterun detected that one or more processes exited with non-zero status,
+thus causing the job to be terminated. The first process to do so was:
+
+   Process name: [prterun-mpi-844@1,3]
+   Exit code:    3
+--------------------------------------------------------------------------
+"""
+
+
+def test_a_rank_that_exits_non_zero_is_no_launch_error():
+    facts = mpi.parse(PRRTE_RANK_EXIT)
+    assert facts["launch"] is None
+    assert {(f["rank"], f["host"]) for f in facts["failures"]} == {(3, "mpib")}
+    assert facts["printed"] == [0, 3]
+
+
+def test_a_silent_host_is_named_after_ssh_gives_up():
+    text = "Connection timed out during banner exchange\n" + PRRTE_LOST.split("\n", 1)[1]
+    found = mpi.unreachable(text)
+    assert found == {"host": "ghost", "reason": "Connection timed out during banner exchange"}
+
+
+def test_a_hung_mpirun_is_killed_at_its_own_timeout_naming_the_silent_ranks(tmp_path):
+    from gpubox.bench import wrapper
+
+    launcher = tmp_path / "mpirun"
+    launcher.write_text("#!/bin/sh\necho '[1,0]<stdout>: # nThread 1 nGpus 1'\nexec sleep 60\n")
+    launcher.chmod(0o755)
+    spec = make_spec()
+    inv = commands.plan(spec, ["nccl-tests"])[0]
+    inv = type(inv)(**{**inv.__dict__, "argv": (str(launcher),), "launcher": str(launcher),
+                       "binary": str(launcher), "timeout_s": 1.0})  # fmt: skip
+    start = time.monotonic()
+    result = wrapper.run(inv, log_dir=None, progress=None)
+    assert time.monotonic() - start < 10
+    assert result.timed_out and not result.ok
+    assert result.errors[0] == (
+        "timed out after 1 s (bench.mpirun.timeout_s) and was killed; ranks that printed "
+        "nothing: 1, 2, 3"
+    )
+
+
 def test_no_launch_error_in_a_good_run(fixture_text):
     assert mpi.unreachable(fixture_text(FIXTURE)) is None
     assert mpi.unreachable(output()) is None
