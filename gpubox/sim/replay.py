@@ -246,7 +246,10 @@ def _rank0(entry: dict, me: dict, size: int) -> int:
     ranks.sort(key=lambda r: r["rank"])
     # The header up to the rank lines, then NCCL's set-up (every rank), then the results.
     head, mark, rest = str(entry.get("output", "")).partition("{rank_lines}")
-    sys.stdout.write(head + ("\n".join(rank_line(r) for r in ranks) if mark else ""))
+    if mark:  # whole lines only: mpirun tags (and may interleave) what a killed rank left
+        head += "".join(rank_line(r) + "\n" for r in ranks)
+        rest = rest.removeprefix("\n")
+    sys.stdout.write(head)
     sys.stdout.flush()
     for _conn, reader in peers:  # every rank set up: nccl-tests' ncclCommInitRank returns
         if reader.readline().strip() != "ready":
