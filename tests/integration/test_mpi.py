@@ -32,6 +32,7 @@ GPUBOX = "/opt/gpubox/venv/bin/gpubox"
 SPEC_IN_NODE = "/root/gpubox-mpi-spec.json"
 MPI_TIMEOUT_S = 60  # bench.mpirun.timeout_s of these runs: no run may take longer
 GHOST = "ghost"  # a host in node 1's ssh_config whose port nobody listens on
+QUIET = "quiet"  # a host whose port accepts connections and never answers (a hung sshd)
 
 
 def _closed_port() -> int:
@@ -40,7 +41,7 @@ def _closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def _ssh_config(second, ghost_port: int) -> str:
+def _ssh_config(second, ghost_port: int, quiet_port: int) -> str:
     common = (
         "    HostName 127.0.0.1\n    User root\n    IdentityFile /root/.ssh/id_ed25519\n"
         "    IdentitiesOnly yes\n    BatchMode yes\n    StrictHostKeyChecking yes\n"
@@ -50,11 +51,22 @@ def _ssh_config(second, ghost_port: int) -> str:
     return (
         f"Host {second.name}\n    Port {second.port}\n{common}"
         f"Host {GHOST}\n    Port {ghost_port}\n{common}"
+        f"Host {QUIET}\n    Port {quiet_port}\n{common}"
     )
 
 
 @pytest.fixture(scope="module")
-def mpi_cluster(cluster):
+def quiet_port():
+    """A port that accepts TCP connections (the kernel's backlog) and never says a word: the
+    nodes share the host's network namespace, so node 1 reaches it on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mpi_cluster(cluster, quiet_port):
     """The two deployed nodes, with Open MPI on both and node 1 reaching node 2 by SSH."""
     first, second = cluster
     for t in cluster:
@@ -75,7 +87,7 @@ def mpi_cluster(cluster):
         f"echo {key} >> /root/.ssh/authorized_keys",
     )
     known = second.known_hosts.read_text()
-    config = _ssh_config(second, _closed_port())
+    config = _ssh_config(second, _closed_port(), quiet_port)
     ssh(
         first,
         f"umask 077; printf %s {shlex.quote(known)} > /root/.ssh/known_hosts; "
@@ -173,16 +185,24 @@ def test_one_rank_failing_fails_naming_its_rank_host_and_gpu(mpi_cluster):
     assert took < MPI_TIMEOUT_S  # mpirun stopped the job when the rank failed: no hang
 
 
-def test_an_unreachable_host_is_named_and_returns_within_the_timeout(mpi_cluster):
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        (GHOST, "Connection refused"),
+        (QUIET, "Connection timed out during banner exchange"),
+    ],
+    ids=["nothing listens", "sshd never answers"],
+)
+def test_an_unreachable_host_is_named_and_returns_within_the_timeout(mpi_cluster, host, reason):
     first, _ = mpi_cluster
-    data = spec_data(first, [first.name, GHOST])
+    data = spec_data(first, [first.name, host])
     result, took = bench_run(first, data, "--json")
     doc, verdict = judged(first, data, result)
     (run,) = doc["runs"]
     assert result.returncode == 1
     assert took < MPI_TIMEOUT_S + 30, run
-    assert run["mpi"]["launch"]["host"] == GHOST, run["mpi"]
+    assert run["mpi"]["launch"]["host"] == host, run["mpi"]
     assert verdict.level == "fail"
-    assert f"mpirun could not start the ranks on host {GHOST}" in verdict.message
-    assert "Connection refused" in verdict.message, verdict.message
+    assert f"mpirun could not start the ranks on host {host}" in verdict.message
+    assert reason in verdict.message, verdict.message
     assert "\n" not in verdict.message
