@@ -10,7 +10,9 @@ order, which is NVML's index order and the spec's ``gpus`` order: ``gpu2`` is CU
   to the floor's GPU set: one size alone, so the figure judged is that size's, not an average
   over a sweep (nccl-tests' "Avg bus bandwidth" averages every size); ``-c 1`` checks the data
   (``#wrong``). With ``bench.mpirun.enabled`` it runs under ``mpirun`` (one rank per GPU and
-  host, ``-g 1``, ``--tag-output``; the GPU subset and device order exported with ``-x``).
+  host, ``-g 1``, ``--tag-output``; the GPU subset and device order exported with ``-x``);
+* the same across nodes, one per ``floors.multinode`` entry: ``mpirun -np N -H a:n,b:n
+  --tag-output ...`` (:func:`nccl_tests_multinode`), killed after ``bench.mpirun.timeout_s``.
 
 >>> from gpubox.spec import NodeSpec
 >>> spec = NodeSpec.from_data({"gpu_count": 2})
