@@ -422,3 +422,14 @@ def test_the_replay_fault_makes_one_rank_fail_and_rank_0_wait(tmp_path):
         p.communicate(timeout=10)
     assert out0.count("#  Rank") == 4 and "Avg bus bandwidth" not in out0
     assert out0.endswith("NVIDIA DRIVE-PG199-PROD\n")  # whole lines, even when killed
+
+
+def test_a_figure_just_above_the_multinode_floor_warns():
+    verdict = judge(make_spec(busbw=2.25), output())
+    assert verdict.level == "warn" and "within 5 % above the floor 2.25 GB/s" in verdict.message
+
+
+def test_a_good_table_from_a_run_that_failed_still_fails():
+    verdict = judge(make_spec(), output(), exit_code=3)
+    assert verdict.level == "fail"
+    assert "busbw 2.31 GB/s, but the run failed: exit 3: testNcclError" in verdict.message
