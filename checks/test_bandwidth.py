@@ -34,3 +34,9 @@ def test_p2p_bandwidth(request, node, pair, snapshot, bench, baseline):
 def test_allreduce(request, node, allreduce, bench, baseline):
     """nccl-tests all_reduce busbw of one GPU set at one size, data check clean (#wrong 0)."""
     check(request, judge_bandwidth.allreduce(node.spec, bench, allreduce, baseline))
+
+
+def test_multinode(request, node, multinode, bench, baseline):
+    """nccl-tests across several nodes under mpirun (``floors.multinode``): every rank on its
+    host and GPU, none failed, data clean, busbw at the floor."""
+    check(request, judge_bandwidth.multinode(node.spec, bench, multinode, baseline))

@@ -291,7 +291,8 @@ class Node:
     def bench_runs(self) -> int:
         """How many tool runs the bandwidth tier makes (bandwidthTest per GPU, one
         p2pBandwidthLatencyTest, nccl-tests per ``floors.allreduce`` entry)."""
-        return self.spec.gpu_count + 1 + len(self.spec.floors.allreduce)
+        floors = self.spec.floors
+        return self.spec.gpu_count + 1 + len(floors.allreduce) + len(floors.multinode)
 
     def bench_timeout(self) -> float:
         return self.bench_runs() * self.spec.bench.timeout_s + BENCH_MARGIN_S
@@ -724,6 +725,10 @@ def pytest_generate_tests(metafunc):
         params = [(n, f) for n in nodes for f in n.spec.floors.allreduce]
         ids = [ident(n, _allreduce_id(n.spec, f)) for n, f in params]
         metafunc.parametrize(("node", "allreduce"), params, ids=ids, scope="session")
+    elif "multinode" in metafunc.fixturenames:
+        params = [(n, f) for n in nodes for f in n.spec.floors.multinode]
+        ids = [ident(n, f.id) for n, f in params]
+        metafunc.parametrize(("node", "multinode"), params, ids=ids, scope="session")
     else:
         metafunc.parametrize("node", nodes, ids=[n.name for n in nodes], scope="session")
 
@@ -756,6 +761,9 @@ def pytest_collection_modifyitems(config, items):
         if not is_check(item):
             keep.append(item)
             continue
+        node = getattr(item, "callspec", None) and item.callspec.params.get("node")
+        if "multinode" in item.fixturenames and not isinstance(node, Node):
+            continue  # no node has floors.multinode: not a check here (single nodes: the norm)
         tier = next((t for t in OPT_IN if item.get_closest_marker(t)), None)
         if tier is not None and not asked_for(config, tier):
             dropped.append(item)

@@ -20,9 +20,9 @@ from dataclasses import replace
 
 from gpubox import busid, floors, judge_pcie
 from gpubox.bench import results
-from gpubox.floors import Floor
+from gpubox.floors import Floor, format_size
 from gpubox.judge import FAIL, PASS, SKIP, WARN, Verdict, _usable, find_gpu, label
-from gpubox.spec import AllReduceFloor, NodeSpec, gpu_id, pair_id
+from gpubox.spec import AllReduceFloor, MultinodeFloor, NodeSpec, gpu_id, pair_id
 
 _DIRECTIONS = {"h2d": "host-to-device", "d2h": "device-to-host"}
 _HOST_CAUSES = (
@@ -354,4 +354,150 @@ def bandwidth(spec: NodeSpec, snap: dict | None, bench: dict, baseline=None) -> 
     out += [d2h(spec, snap, bench, i, baseline) for i in range(spec.gpu_count)]
     out += [p2p_bandwidth(spec, snap, bench, a, b, baseline) for a, b in spec.pairs()]
     out += [allreduce(spec, bench, f, baseline) for f in spec.floors.allreduce]
+    out += [multinode(spec, bench, f, baseline) for f in spec.floors.multinode]
     return out
+
+
+# ---- across nodes (mpirun) -------------------------------------------------------------------
+
+_MULTINODE_CAUSES = (
+    "usual causes: the network between the nodes (link speed, MTU, NCCL on TCP sockets instead "
+    "of RDMA: check NCCL_SOCKET_IFNAME / NCCL_IB_HCA and the NIC's negotiated speed), then the "
+    "slowest PCIe link in a node's ring"
+)
+
+
+def expected_ranks(floor: MultinodeFloor) -> dict[int, tuple[str, int]]:
+    """Rank -> (host, GPU) as mpirun maps ``-H a:N,b:N`` by slot: a's GPUs first, in order."""
+    n = len(floor.gpus)
+    return {r: (floor.hosts[r // n], floor.gpus[r % n]) for r in range(floor.ranks)}
+
+
+def _rank_gpu(floor: MultinodeFloor, rank: dict) -> str:
+    """``gpu1 (0000:05:00)`` for a rank line (its device is a CUDA number in the GPU subset)."""
+    device = rank.get("device")
+    gpus = floor.gpus
+    gpu = gpu_id(gpus[device]) if device is not None and 0 <= device < len(gpus) else "gpu?"
+    return f"{gpu} ({rank['bus_id']})" if rank.get("bus_id") else gpu
+
+
+def _whose(floor: MultinodeFloor, ranks: dict[int, dict], failure: dict) -> str:
+    """``rank 3 on host b, gpu1 (0000:05:00)`` for a failure line (by tag, else host and pid)."""
+    rank = failure.get("rank")
+    if rank is None:
+        rank = next(
+            (
+                r
+                for r, line in ranks.items()
+                if line["host"] == failure["host"]
+                and (failure.get("pid") is None or line.get("pid") == failure["pid"])
+            ),
+            None,
+        )
+    if rank is None:
+        return f"a rank on host {failure['host']}"
+    if rank in ranks:
+        return f"rank {rank} on host {failure['host']}, {_rank_gpu(floor, ranks[rank])}"
+    host, gpu = expected_ranks(floor).get(rank, (failure["host"], None))
+    where = f", {gpu_id(gpu)}" if gpu is not None else ""
+    return f"rank {rank} on host {failure['host'] or host}{where}"
+
+
+def multinode(spec: NodeSpec, bench: dict, floor: MultinodeFloor, baseline=None) -> Verdict:
+    """nccl-tests across several nodes under mpirun, judged from every rank's tagged lines:
+    every expected rank on its host and GPU (rank 0's ``#  Rank`` lines), no rank failed, the
+    data check clean, busbw at the floor's size at least ``busbw_gbps``."""
+    check, subject, host = "multinode", floor.id, spec.host
+    size = _size(floor.size)
+    binary = spec.bench.nccl_binary
+    who = f"{host} {binary} across {', '.join(floor.hosts)} ({floor.ranks} ranks)"
+    floor_value = Floor(floor.busbw_gbps, "spec", f"spec floors.multinode[{floor.id}]")
+    expected = {**_expected(floor_value), "ranks": floor.ranks, "hosts": list(floor.hosts)}
+    entry = results.find_run(bench, "nccl-tests", floor.gpus, floor.size, floor.hosts)
+    if entry is None:
+        return _missing_run(
+            check, subject, host, floor.id, f"{binary} (mpirun across nodes) at {size}"
+        )
+    parsed = entry.get("parsed") or {}
+    mpi = entry.get("mpi") or {}
+    ranks = {r["rank"]: r for r in parsed.get("ranks", [])}
+    found = {"ranks": list(ranks.values()), "log": entry.get("log"), "errors": entry.get("errors")}
+
+    def fail(message: str) -> Verdict:
+        return Verdict(check, subject, FAIL, f"{who}: {message}{_log(entry)}", expected, found)
+
+    launch = mpi.get("launch")
+    if launch:
+        return fail(_errors(entry))
+    if entry.get("timed_out"):
+        return fail(_errors(entry))
+    failures = [f for f in mpi.get("failures") or [] if not _TRACE.match(f["line"])] or list(
+        mpi.get("failures") or []
+    )
+    if failures:
+        first = failures[0]
+        others = len({(f.get("rank"), f["host"]) for f in failures}) - 1
+        more = f" (and {others} more rank(s))" if others > 0 else ""
+        return fail(
+            f"{_whose(floor, ranks, first)} failed: {first['line']}{more}{_exit_note(entry)}: "
+            "that rank's node: its GPU, driver or NCCL (rerun with NCCL_DEBUG=INFO), or the "
+            "network between the nodes"
+        )
+    want = expected_ranks(floor)
+    problems = []
+    missing = [r for r in want if r not in ranks]
+    if ranks and missing:
+        problems.append(
+            "missing from rank 0's report: "
+            + ", ".join(f"rank {r} (host {want[r][0]}, {gpu_id(want[r][1])})" for r in missing)
+        )
+    extra = sorted(r for r in ranks if r not in want)
+    if extra:
+        problems.append(f"unexpected rank(s) {', '.join(map(str, extra))}")
+    strangers = sorted({r["host"] for r in ranks.values()} - set(floor.hosts))
+    if strangers:
+        problems.append(f"rank(s) on host(s) not in the floor: {', '.join(strangers)}")
+    for name in floor.hosts:
+        on_host = [r for r in ranks.values() if r["host"] == name]
+        if ranks and len(on_host) != len(floor.gpus) and not strangers:
+            gpus = ", ".join(_rank_gpu(floor, r) for r in on_host) or "none"
+            problems.append(
+                f"host {name} ran {len(on_host)} rank(s) (GPUs: {gpus}), expected "
+                f"{len(floor.gpus)} ({'+'.join(gpu_id(g) for g in floor.gpus)})"
+            )
+    if problems:
+        return fail(
+            f"expected {floor.ranks} ranks, {len(floor.gpus)} per host on "
+            f"{', '.join(floor.hosts)}; found {len(ranks)}: " + "; ".join(problems)
+        )
+    row = results.allreduce_row(entry, floor.size)
+    if not ranks or row is None or row["busbw"] is None:
+        return fail(
+            f"printed no result at {size}: {_errors(entry)}: usual causes: a rank's GPU off the "
+            "bus or hung, NCCL cannot connect the nodes (firewall, NCCL_SOCKET_IFNAME); rerun "
+            "with NCCL_DEBUG=INFO"
+        )
+    wrong = row["wrong"]
+    if any(wrong.values()):
+        return fail(
+            f"returned wrong data at {size} (#wrong {wrong['oop']} out-of-place, {wrong['ip']} "
+            f"in-place; expected 0){_exit_note(entry)}: a GPU, its memory, a PCIe link or the "
+            "network corrupts transfers: check each node's `dmesg` for AER and XID errors"
+        )
+    if entry.get("errors"):
+        return fail(f"busbw {row['busbw']:g} GB/s, but the run failed: {_errors(entry)}")
+    layout = "; ".join(
+        f"{name}: {', '.join(_rank_gpu(floor, r) for r in ranks.values() if r['host'] == name)}"
+        for name in floor.hosts
+    )
+    head = f"{who} [{layout}]: busbw at {size}"
+    key = f"multinode[{floor.id}]@{format_size(floor.size)}"
+    tail = _drift(baseline, key, row["busbw"])
+    found = {**found, "row": row}
+    verdict = _judged(
+        check, subject, head, row["busbw"], floor_value, _MULTINODE_CAUSES, tail, found
+    )
+    verdict = replace(verdict, expected={**(verdict.expected or {}), **expected})
+    if verdict.level == FAIL:
+        verdict = replace(verdict, message=verdict.message + _log(entry))
+    return verdict

@@ -575,6 +575,43 @@ class AllReduceFloor:
         return "+".join(gpu_id(i) for i in self.gpus)
 
 
+_HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _host_names(value):
+    if len(value) < 2 or len(set(value)) != len(value):
+        return "two or more different host names"
+    bad = [h for h in value if not _HOST_NAME.fullmatch(h)]
+    return f"host names as mpirun's -H takes them (not {bad[0]!r})" if bad else None
+
+
+@dataclass(frozen=True)
+class MultinodeFloor:
+    hosts: tuple[str, ...] = field(
+        metadata=_doc(
+            "the hosts taking part, as mpirun reaches them over SSH, e.g. [node1, node2]; the "
+            "first is where mpirun runs (the node whose spec holds the floor)",
+            _host_names,
+        )
+    )
+    gpus: tuple[int, ...] = field(
+        metadata=_doc("GPU indices taking part on every host, e.g. [0, 1]: one rank each")
+    )
+    size: int = field(metadata=_doc("message size (bytes, or like 32M)", convert=_size))
+    busbw_gbps: float = field(
+        metadata=_doc("minimum nccl-tests busbw at that size across all ranks, GB/s", _positive)
+    )
+
+    @property
+    def ranks(self) -> int:
+        return len(self.hosts) * len(self.gpus)
+
+    @property
+    def id(self) -> str:
+        """``node1+node2:gpu0+gpu1``."""
+        return "+".join(self.hosts) + ":" + "+".join(gpu_id(i) for i in self.gpus)
+
+
 @dataclass(frozen=True)
 class Floors:
     h2d_gbps: PerGpu = field(
@@ -590,6 +627,13 @@ class Floors:
     )
     allreduce: tuple[AllReduceFloor, ...] = field(
         default=(), metadata=_doc("nccl-tests all_reduce busbw floors, one per GPU set and size")
+    )
+    multinode: tuple[MultinodeFloor, ...] = field(
+        default=(),
+        metadata=_doc(
+            "nccl-tests busbw floors across several nodes under mpirun (`bench.mpirun`), one "
+            "per host list, GPU set and size; judged from every rank's `--tag-output` lines"
+        ),
     )
     link_factor: float = field(
         default=0.75,
@@ -618,6 +662,14 @@ class Mpirun:
     extra_args: tuple[str, ...] = field(
         default=(),
         metadata=_doc("more mpirun arguments, e.g. [--mca, btl_tcp_if_include, eth0]"),
+    )
+    timeout_s: int | None = field(
+        default=None,
+        metadata=_doc(
+            "seconds one mpirun may take before it and its ranks are killed (a host that stops "
+            "answering must not hang the run; null: `bench.timeout_s`)",
+            _range(1, 86400),
+        ),
     )
 
 
@@ -1076,6 +1128,20 @@ def _cross_check(spec: NodeSpec) -> NodeSpec:
         if any(g < 0 for g in floor.gpus):
             raise SpecError(host, path, list(floor.gpus), "GPU indices >= 0")
         known(path, floor.gpus)
+    for i, floor in enumerate(spec.floors.multinode):
+        path = f"floors.multinode[{i}].gpus"
+        if not floor.gpus or len(set(floor.gpus)) != len(floor.gpus):
+            raise SpecError(host, path, list(floor.gpus), "one or more different GPU indices")
+        if any(g < 0 for g in floor.gpus):
+            raise SpecError(host, path, list(floor.gpus), "GPU indices >= 0")
+        known(path, floor.gpus)
+        if not spec.bench.mpirun.enabled:
+            raise SpecError(
+                host,
+                "bench.mpirun.enabled",
+                False,
+                f"true: floors.multinode[{i}] ({floor.id}) runs nccl-tests under mpirun",
+            )
     if spec.clocks.memory_mhz is not None and spec.clocks.graphics_mhz is None:
         raise SpecError(
             host,

@@ -10,7 +10,9 @@ order, which is NVML's index order and the spec's ``gpus`` order: ``gpu2`` is CU
   to the floor's GPU set: one size alone, so the figure judged is that size's, not an average
   over a sweep (nccl-tests' "Avg bus bandwidth" averages every size); ``-c 1`` checks the data
   (``#wrong``). With ``bench.mpirun.enabled`` it runs under ``mpirun`` (one rank per GPU and
-  host, ``-g 1``, ``--tag-output``; the GPU subset and device order exported with ``-x``).
+  host, ``-g 1``, ``--tag-output``; the GPU subset and device order exported with ``-x``);
+* the same across nodes, one per ``floors.multinode`` entry: ``mpirun -np N -H a:n,b:n
+  --tag-output ...`` (:func:`nccl_tests_multinode`), killed after ``bench.mpirun.timeout_s``.
 
 >>> from gpubox.spec import NodeSpec
 >>> spec = NodeSpec.from_data({"gpu_count": 2})
@@ -25,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 
 from gpubox.floors import format_size
-from gpubox.spec import NodeSpec, gpu_id
+from gpubox.spec import MultinodeFloor, NodeSpec, gpu_id
 
 # Tool (parser name) -> the deploy task that installs it, and the spec field that moves it.
 TOOLS = ("bandwidthTest", "p2pBandwidthLatencyTest", "nccl-tests")
@@ -55,6 +57,12 @@ class Invocation:
     binary: str = ""  # the tool's executable (argv[0], or the program mpirun starts)
     launcher: str | None = None  # mpirun, when used
     timeout_s: float = 600.0
+    hosts: tuple[str, ...] = ()  # a multi-node run's hosts (floors.multinode), in rank order
+
+    @property
+    def ranks(self) -> int:
+        """MPI ranks of a launcher run: one per GPU and host."""
+        return len(self.gpus) * max(1, len(self.hosts)) if self.launcher else 0
 
     @property
     def log_name(self) -> str:
@@ -69,6 +77,8 @@ class Invocation:
             "size": self.size,
             "command": list(self.argv),
             "env": dict(self.env),
+            **({"hosts": list(self.hosts)} if self.hosts else {}),
+            **({"ranks": self.ranks} if self.launcher else {}),
         }
 
 
@@ -172,7 +182,51 @@ def nccl_tests(
         size,
         binary,
         launcher,
-        timeout_s=b.timeout_s,
+        timeout_s=mpirun_timeout(spec) if launcher else b.timeout_s,
+    )
+
+
+def mpirun_timeout(spec: NodeSpec) -> float:
+    return float(spec.bench.mpirun.timeout_s or spec.bench.timeout_s)
+
+
+def nccl_tests_multinode(spec: NodeSpec, floor: MultinodeFloor) -> Invocation:
+    """nccl-tests across ``floor.hosts`` under mpirun: one rank per GPU of ``floor.gpus`` on
+    every host (``-H a:2,b:2``, ``-g 1``), each rank's lines tagged ``[1,RANK]<stdout>:``.
+
+    >>> from gpubox.spec import NodeSpec
+    >>> spec = NodeSpec.from_data({"gpu_count": 2, "software": {"mpi": True},
+    ...     "bench": {"mpirun": {"enabled": True, "extra_args": ["--allow-run-as-root"]}},
+    ...     "floors": {"multinode": [{"hosts": ["a", "b"], "gpus": [0, 1], "size": "32M",
+    ...                               "busbw_gbps": 2}]}})
+    >>> inv = nccl_tests_multinode(spec, spec.floors.multinode[0])
+    >>> inv.name, " ".join(inv.argv[:11])
+    ('all_reduce_perf[a+b:gpu0+gpu1]@32M', 'mpirun -np 4 -H a:2,b:2 --tag-output -x \
+CUDA_DEVICE_ORDER -x CUDA_VISIBLE_DEVICES --allow-run-as-root')
+    """
+    b = spec.bench
+    binary = f"{nccl_tests_dir(spec)}/{b.nccl_binary}"
+    env = {**BASE_ENV, "CUDA_VISIBLE_DEVICES": ",".join(map(str, floor.gpus))}
+    per_host = len(floor.gpus)
+    head: tuple[str, ...] = (b.mpirun.command, "-np", str(floor.ranks))
+    head += ("-H", ",".join(f"{h}:{per_host}" for h in floor.hosts), "--tag-output")
+    for var in sorted(env):
+        head += ("-x", var)
+    tail = (
+        "-b", str(floor.size), "-e", str(floor.size), "-g", "1",
+        "-n", str(b.iterations), "-w", str(b.warmup), "-c", "1",
+    )  # fmt: skip
+    return Invocation(
+        "nccl-tests",
+        f"{b.nccl_binary}[{floor.id}]@{format_size(floor.size)}",
+        (*head, *b.mpirun.extra_args, binary, *tail),
+        env,
+        tuple(floor.gpus),
+        floor.size,
+        binary,
+        b.mpirun.command,
+        timeout_s=mpirun_timeout(spec),
+        hosts=tuple(floor.hosts),
     )
 
 
@@ -193,4 +247,8 @@ def plan(spec: NodeSpec, tools: tuple[str, ...] | list[str] | None = None) -> li
             if (floor.gpus, floor.size) not in seen:
                 seen.add((floor.gpus, floor.size))
                 runs.append(nccl_tests(spec, floor.gpus, floor.size))
+        for floor in spec.floors.multinode:
+            if (floor.hosts, floor.gpus, floor.size) not in seen:
+                seen.add((floor.hosts, floor.gpus, floor.size))
+                runs.append(nccl_tests_multinode(spec, floor))
     return runs

@@ -14,10 +14,15 @@ from gpubox.spec import NodeSpec
 BIDIRECTIONAL_P2P = "Bidirectional P2P=Enabled Bandwidth Matrix (GB/s)"
 
 
-def find_run(doc: dict | None, tool: str, gpus=None, size: int | None = None) -> dict | None:
-    """The run of ``tool`` on ``gpus`` (any when None) at ``size`` (any when None)."""
+def find_run(
+    doc: dict | None, tool: str, gpus=None, size: int | None = None, hosts=()
+) -> dict | None:
+    """The run of ``tool`` on ``gpus`` (any when None) at ``size`` (any when None), on this node
+    alone (``hosts`` empty) or across ``hosts`` (a ``floors.multinode`` run)."""
     for entry in (doc or {}).get("runs", []):
         if entry.get("tool") != tool:
+            continue
+        if tuple(entry.get("hosts") or ()) != tuple(hosts):
             continue
         if gpus is not None and tuple(entry.get("gpus") or ()) != tuple(gpus):
             continue

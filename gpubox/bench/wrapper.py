@@ -32,6 +32,7 @@ from typing import Any
 from gpubox.bench import commands
 from gpubox.bench.commands import Invocation
 from gpubox.parsers import ParseError, parse
+from gpubox.parsers import mpi as mpi_output
 from gpubox.spec import NodeSpec
 
 Progress = Callable[[str], None] | None
@@ -54,6 +55,7 @@ class ToolResult:
     log: str | None = None
     parsed: dict | None = None
     errors: list[str] = field(default_factory=list)
+    mpi: dict | None = None  # a launcher run's per-rank facts (gpubox.parsers.mpi.parse)
 
     @property
     def ok(self) -> bool:
@@ -75,6 +77,7 @@ class ToolResult:
             "ok": self.ok,
             "errors": list(self.errors),
             "parsed": self.parsed,
+            **({"mpi": self.mpi} if self.mpi is not None else {}),
         }
 
 
@@ -253,12 +256,26 @@ def run(
         if log:
             log.close()
     text = b"".join(chunks).decode(errors="replace")
+    launch = None
+    if inv.launcher:
+        result.mpi = mpi_output.parse(text)
+        launch = result.mpi["launch"]
     if result.timed_out:
+        field_name = "bench.mpirun.timeout_s" if inv.launcher else "bench.timeout_s"
+        silent = ""
+        if inv.launcher and result.mpi is not None:
+            missing = sorted(set(range(inv.ranks)) - set(result.mpi["printed"]))
+            if missing:
+                silent = f"; ranks that printed nothing: {', '.join(map(str, missing))}"
         result.errors.append(
-            f"timed out after {limit:g} s (bench.timeout_s) and was killed"
+            f"timed out after {limit:g} s ({field_name}) and was killed{silent}"
             + (f"; what it printed is in {result.log}" if result.log else "")
         )
-    if text.strip():
+    if launch is not None:
+        result.errors.append(launch_error(inv, launch))
+    if launch is not None and not _nccl_output(text):
+        pass  # nothing of nccl-tests' to parse: the launch error says it all
+    elif text.strip():
         try:
             result.parsed = parse(inv.tool, text)
         except ParseError as exc:
@@ -268,11 +285,29 @@ def run(
     elif not result.timed_out:
         result.errors.append("printed nothing")
     result.exit_meaning = exit_meaning(inv.tool, result.exit_code, result.parsed)
+    if launch is not None and result.exit_code:
+        result.exit_meaning = "mpirun: the job did not start on every host"
     if result.exit_code and not result.timed_out:
         result.errors.append(f"exit {result.exit_code}: {result.exit_meaning}")
     if result.parsed is not None:
         result.errors.extend(result.parsed.get("errors", []))
     return result
+
+
+def launch_error(inv: Invocation, launch: dict) -> str:
+    """One line naming the host mpirun could not start ranks on (:func:`mpi_output.unreachable`)."""
+    where = f"host {launch['host']}" if launch["host"] else "a remote host"
+    hosts = f" (mpirun -H {','.join(inv.hosts)})" if inv.hosts else ""
+    return (
+        f"mpirun could not start the ranks on {where}{hosts}: {launch['reason']}: check that "
+        f"this node reaches {launch['host'] or 'it'} by `ssh` without a password (key, "
+        "ssh_config Host entry and port) and that Open MPI is installed there"
+    )
+
+
+def _nccl_output(text: str) -> bool:
+    """Whether any rank printed nccl-tests' own header (a launch error may still let some)."""
+    return "nThread" in text or "Avg bus bandwidth" in text
 
 
 def run_bandwidth_test(spec: NodeSpec, gpu: int, **kwargs) -> ToolResult:

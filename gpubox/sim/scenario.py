@@ -262,6 +262,17 @@ BENCHMARK_SCHEMA: dict[str, Check] = {
     "output": ("a string (what the tool prints)", lambda v: isinstance(v, str)),
     "stderr": ("a string", lambda v: isinstance(v, str)),
     "seconds": ("a number of seconds >= 0", lambda v: type(v) in (int, float) and v >= 0),
+    "mpi_ranks": ("an MPI world size >= 1 (mpirun's -np)", lambda v: type(v) is int and v >= 1),
+    "mpi_fail": (
+        "an object {output, exit, ranks} (what a failing rank prints)",
+        lambda v: (
+            isinstance(v, dict)
+            and set(v) <= {"output", "exit", "ranks"}
+            and isinstance(v.get("output", ""), str)
+            and type(v.get("exit", 3)) is int
+            and (v.get("ranks") is None or _uint_list(1 << 20)[1](v["ranks"]))
+        ),
+    ),
 }
 
 

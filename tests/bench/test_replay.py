@@ -83,6 +83,7 @@ def test_healthy_scenario_records_the_first_users_measurements():
     doc = scenario.load("pg199-quad-debian13")
     bench = doc["benchmarks"]
     assert sorted(bench) == [
+        "all_reduce_perf 2 nodes x gpu0+gpu1 32M",  # not a recording: see SCENARIOS.md
         "all_reduce_perf gpu0+gpu1 32M",
         "all_reduce_perf gpu0+gpu1+gpu2+gpu3 32M",
         "bandwidthTest gpu0",

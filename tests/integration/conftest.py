@@ -77,3 +77,14 @@ def node(sim_home, deploy_env):
         booted = target.reboot(booted.name)
         booted.first_deploy = first
     return booted
+
+
+@pytest.fixture(scope="session")
+def cluster(node, deploy_env):
+    """Two simulated nodes, both deployed: ``[node, second]`` (the second booted healthy too)."""
+    second = target.up(NODE_NAME + "b", scenario=HEALTHY)
+    result = deploy(deploy_env)
+    assert result.returncode == 0, (
+        f"deploy of the cluster failed:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}"
+    )
+    return [node, second]

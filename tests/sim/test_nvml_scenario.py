@@ -48,6 +48,8 @@ SHIPPED = [
     "fault-bw-slow-pair",
     "fault-bw-wrong-data",
     "fault-bw-crashed",
+    # multi-node fault (a rank under mpirun; see tests/integration/test_mpi.py)
+    "fault-mpi-rank-fails",
 ]
 
 

@@ -394,7 +394,8 @@ FAULTS: dict[str, tuple[list[str], dict[str, Any]]] = {
 }
 
 
-BENCHMARK_FAULTS = sorted(n for n in scenario.names() if n.startswith("fault-bw-"))
+# fault-bw-* change recorded tool output; fault-mpi-* a rank under mpirun (tests/integration/test_mpi.py)
+BENCHMARK_FAULTS = sorted(n for n in scenario.names() if n.startswith(("fault-bw-", "fault-mpi-")))
 # Faults of the sysfs tree above the GPUs (gpubox/sim/sysfs.py): NVML answers as before.
 TREE_FAULTS = sorted(
     n for n in scenario.names() if n.startswith("fault-pcie-") and n != "fault-pcie-replays"
