@@ -77,3 +77,20 @@ def node(sim_home, deploy_env):
         booted = target.reboot(booted.name)
         booted.first_deploy = first
     return booted
+
+
+@pytest.fixture(scope="session")
+def cluster(node, deploy_env):
+    """Two deployed simulated nodes, ``[node, second]`` (Slurm and multi-node tests).
+
+    The second boots healthy beside the session's node; ``inventories/sim.py`` deploys every
+    running target, so one deploy brings both to the same state.
+    """
+    second = target.up(NODE_NAME + "b", scenario=HEALTHY)
+    result = deploy(deploy_env)
+    assert result.returncode == 0, (
+        f"deploy of {second.name} failed:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}"
+    )
+    if "reboot the node to load it" in result.stdout + result.stderr:
+        second = target.reboot(second.name)
+    return [node, second]
