@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 
 import pytest
@@ -128,7 +129,12 @@ def slurm(cluster, deploy_env):
             f"--no-install-recommends {packages[i]})) >/var/log/gpubox-slurm-install.log 2>&1 "
             "|| (tail -n 20 /var/log/gpubox-slurm-install.log >&2; exit 1)",
         )
-    # One MUNGE key for the cluster: the controller's.
+    # One MUNGE key for the cluster: the controller's (made here if the package made none).
+    ssh(
+        cluster[0],
+        "[ -s /etc/munge/munge.key ] || mungekey --create --keyfile /etc/munge/munge.key",
+    )
+    ssh(cluster[0], "chown munge:munge /etc/munge/munge.key && chmod 400 /etc/munge/munge.key")
     key = ssh(cluster[0], "base64 -w0 /etc/munge/munge.key").stdout.strip()
     ssh(
         cluster[1],
@@ -147,7 +153,7 @@ def slurm(cluster, deploy_env):
     for node in cluster:
         put(node, "/etc/slurm/slurm.conf", conf)
         put(node, "/etc/slurm/cgroup.conf", "CgroupPlugin=disabled\n")
-        ssh(node, "mkdir -p /var/log/slurm && chown slurm: /var/log/slurm")
+        ssh(node, "install -d -o slurm -g slurm /var/log/slurm /var/lib/slurm/slurmd")
         ssh(node, "systemctl restart munge")
     ssh(cluster[0], "install -d -o slurm -g slurm /var/lib/slurm/slurmctld")
     ssh(cluster[0], "systemctl restart slurmctld")
@@ -167,7 +173,7 @@ def test_the_deploy_wrote_the_health_check_lines(cluster, slurm):
         assert "HealthCheckNodeState=ANY\n" in text
     # slurmctld read them: what it reports is what slurmd runs
     config = ssh(cluster[0], "scontrol show config").stdout
-    assert f"HealthCheckProgram      = {PROGRAM}" in config
+    assert re.search(rf"^HealthCheckProgram\s*=\s*{PROGRAM}$", config, re.MULTILINE), config
 
 
 def test_healthy_nodes_are_idle(cluster, slurm):
