@@ -56,7 +56,10 @@ class NodeState:
 
     @property
     def drained(self) -> bool:
-        """DRAIN set (Slurm shows it as DRAINING while jobs still run, DRAINED after)."""
+        """DRAIN set (Slurm shows it as DRAINING while jobs still run, DRAINED after).
+
+        Read from the state alone: Slurm (24.11) keeps showing the last reason after a resume.
+        """
         return bool(self.flags & {"DRAIN", "DRAINED", "DRAINING"})
 
     @property

@@ -68,6 +68,14 @@ def test_a_reason_without_the_prefix_is_not_gpuboxs():
     assert decide([], node).kind == NONE
 
 
+@pytest.mark.parametrize(("problems", "expected"), [([], NONE), ([GPU3_MISSING], DRAIN)])
+def test_a_stale_reason_on_a_resumed_node_does_not_count_as_a_drain(problems, expected):
+    # Slurm keeps showing the last reason after `state=resume` (seen with 24.11).
+    node = NodeState("n1", "IDLE", "gpubox: test_gpu_present[gpu3] gpu3 (10:00.0): not found")
+    assert not node.drained
+    assert decide(problems, node).kind == expected
+
+
 def test_down_node_without_drain_is_not_resumed():
     assert decide([], NodeState("n1", "DOWN", "Not responding")).kind == NONE
 
