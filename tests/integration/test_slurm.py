@@ -163,6 +163,10 @@ def slurm(cluster, deploy_env):
     for node in cluster:
         target.set_scenario(node.name, HEALTHY)
         ssh(node, "systemctl disable --now slurmd slurmctld", check=False)
+    # Back to the inventory's spec (slurm off), so the nodes' spec and manifest match what the
+    # other tests' checks expect; the health check's files stay, unused without slurmd.
+    result = deploy(deploy_env)
+    assert result.returncode == 0, f"redeploy failed:\n{result.stdout[-4000:]}"
 
 
 def test_the_deploy_wrote_the_health_check_lines(cluster, slurm):
