@@ -24,6 +24,7 @@ from tasks.manifest import install_manifest  # noqa: E402
 from tasks.nccl_tests import nccl_tests  # noqa: E402
 from tasks.node_spec import node_spec  # noqa: E402
 from tasks.pcie_tuning import pcie_tuning  # noqa: E402
+from tasks.slurm import slurm_health  # noqa: E402
 
 spec = host_spec(host)
 
@@ -39,4 +40,5 @@ gpubox_venv(spec)
 pcie_tuning(spec)
 clock_lock(spec, driver_changed=driver.did_change)
 acceptance(spec)
+slurm_health(spec)
 install_manifest(spec)

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "history": ("gpubox.commands.history_cmd", "list boot records and what changed at each boot"),
     "report": ("gpubox.commands.report_cmd", "write the boot records as an HTML report"),
     "bench": ("gpubox.bench.cli", "run the bandwidth tier's benchmarks on this node"),
+    "health": ("gpubox.commands.health_cmd", "Slurm health check: drain a failing node, resume it"),
     "calibrate": ("gpubox.commands.calibrate_cmd", "measure a known-good node; write a baseline"),
 }
 

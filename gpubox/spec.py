@@ -849,6 +849,65 @@ class Acceptance:
     )
 
 
+def _slurm_node_state(value):
+    states = {"ANY", "ALLOC", "IDLE", "MIXED", "NONDRAINED_IDLE", "CYCLE", "START_ONLY"}
+    if value is None:
+        return None
+    parts = value.upper().split(",")
+    if all(p in states for p in parts):
+        return None
+    return f"Slurm's HealthCheckNodeState: one or more of {', '.join(sorted(states))}, by commas"
+
+
+@dataclass(frozen=True)
+class Slurm:
+    """``gpubox health`` as Slurm's ``HealthCheckProgram``: the deploy writes its slurm.conf lines."""
+
+    enabled: bool = field(
+        default=False,
+        metadata=_doc(
+            "write the `slurm.conf` lines that make slurmd run `gpubox health` (the node must "
+            "already be a Slurm node; gpubox does not install Slurm)"
+        ),
+    )
+    conf_file: str = field(
+        default="/etc/slurm/slurm.conf.d/gpubox-health.conf",
+        metadata=_doc(
+            "where the lines are written; include it from slurm.conf (`Include` line) or point "
+            "it at a file your slurm.conf already includes",
+            _absolute_or_null,
+        ),
+    )
+    interval_s: int = field(
+        default=300,
+        metadata=_doc("`HealthCheckInterval`: seconds between slurmd's runs", _range(1, 86400)),
+    )
+    node_state: str = field(
+        default="ANY",
+        metadata=_doc(
+            "`HealthCheckNodeState`: which nodes slurmd checks (ANY, IDLE, ALLOC, MIXED, "
+            "NONDRAINED_IDLE; CYCLE spreads the runs over the interval)",
+            _slurm_node_state,
+        ),
+    )
+    program: str | None = field(
+        default=None,
+        metadata=_doc(
+            "`HealthCheckProgram` (null: `{install_dir}/bin/gpubox-health`, the script the "
+            "deploy writes to run `gpubox health`; Slurm passes a health program no arguments)",
+            _absolute_or_null,
+        ),
+    )
+    timeout_s: int = field(
+        default=40,
+        metadata=_doc(
+            "`gpubox health` stops itself after this many seconds (Slurm kills a health check "
+            "at 60)",
+            _range(5, 55),
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class NodeSpec:
     """Everything gpubox expects of one node. Build it with :meth:`from_data`."""
@@ -891,6 +950,10 @@ class NodeSpec:
     acceptance: Acceptance = field(
         default=Acceptance(),
         metadata=_doc("the acceptance run at every boot, its records, notification and metrics"),
+    )
+    slurm: Slurm = field(
+        default=Slurm(),
+        metadata=_doc("`gpubox health` as Slurm's health check: drains a failing node, resumes it"),
     )
 
     # ---- construction --------------------------------------------------------------------

@@ -19,6 +19,9 @@ set them:
 * ``GPUBOX_CUDA_REPO_SPEC``: a JSON object merged into the Debian 12 nodes' ``software``, e.g.
   the stand-in CUDA repository's ``cuda_repo`` (URL and keyring sha256), ``cuda_samples`` and
   ``gpu_burn`` (:meth:`gpubox.sim.cuda_repo.Server.env`). Unset, they use NVIDIA's repository.
+
+``GPUBOX_SIM_SLURM``, a JSON object, is every node's ``slurm`` (the Slurm test turns the health
+check on with it).
 """
 
 import json
@@ -83,9 +86,20 @@ if not _running:
 
     raise PyinfraError("no simulated node is running: start one with `gpubox sim up`")
 
+_slurm = json.loads(os.environ["GPUBOX_SIM_SLURM"]) if os.environ.get("GPUBOX_SIM_SLURM") else {}
+
 sim_nodes = hosts(
     [
-        (t.name, {**_expectations, "software": _software[t.os], "bench": _bench, **t.host_data})
+        (
+            t.name,
+            {
+                **_expectations,
+                "software": _software[t.os],
+                "bench": _bench,
+                **({"slurm": _slurm} if _slurm else {}),
+                **t.host_data,
+            },
+        )
         for t in _running
     ]
 )

@@ -1294,3 +1294,34 @@ def test_pcie_tuning_off_plans_nothing_on_a_fresh_node(plan_deploy, home):
         "systemd daemon-reload",
     ]
     assert [op.commands for op in tuning] == [[]] * len(tuning)
+
+
+SLURM_CONF = "/etc/slurm/slurm.conf.d/gpubox-health.conf"
+HEALTH_PROGRAM = f"{OPT}/bin/gpubox-health"
+
+
+def test_slurm_health_check_plans_the_program_and_the_slurm_conf_lines(plan_deploy, home):
+    data = {**home, "slurm": {"enabled": True, "interval_s": 120, "node_state": "idle,cycle"}}
+    facts = {
+        **fresh_node(data),
+        fact(File, path=HEALTH_PROGRAM): None,
+        fact(Directory, path=HEALTH_PROGRAM): None,
+        fact(Directory, path="/etc/slurm/slurm.conf.d"): None,
+        fact(File, path=SLURM_CONF): None,
+        fact(Directory, path=SLURM_CONF): None,
+    }
+    plan = plan_deploy(data, facts)
+    conf = plan.op(f"{SLURM_CONF} (HealthCheckInterval=120, idle,cycle)").uploads[SLURM_CONF]
+    assert conf.decode().splitlines()[-3:] == [
+        f"HealthCheckProgram={HEALTH_PROGRAM}",
+        "HealthCheckInterval=120",
+        "HealthCheckNodeState=IDLE,CYCLE",
+    ]
+    program = plan.op(f"{HEALTH_PROGRAM} (runs gpubox health)").uploads[HEALTH_PROGRAM].decode()
+    assert program.startswith("#!/bin/sh\n")
+    assert f'exec {GPUBOX} health --spec {SPEC_JSON} --timeout 40 "$@"' in program
+
+
+def test_slurm_off_plans_nothing(plan_deploy, home):
+    plan = plan_deploy(home, fresh_node(home))
+    assert not [op for op in plan.ops if op.name.startswith("Slurm health check")]

@@ -256,6 +256,27 @@ BAD = [
         "'sm_80'",
         "compute capability like 8.0",
     ),
+    (
+        "slurm.node_state",
+        data(slurm={"node_state": "sometimes"}),
+        "slurm.node_state",
+        "'sometimes'",
+        "HealthCheckNodeState: one or more of ALLOC, ANY, CYCLE",
+    ),
+    (
+        "slurm.timeout_s",
+        data(slurm={"timeout_s": 90}),
+        "slurm.timeout_s",
+        "90",
+        "a number in 5..55",
+    ),
+    (
+        "slurm.program",
+        data(slurm={"program": "gpubox-health"}),
+        "slurm.program",
+        "'gpubox-health'",
+        "an absolute path",
+    ),
 ]
 
 
@@ -404,3 +425,15 @@ def test_inventory_data_precedence_host_over_groups_over_all(tmp_path, monkeypat
     assert [h.name for h in load(inv / "lab.py", limit=["n2"])] == ["n2"]
     with pytest.raises(KeyError, match="n9"):
         load(inv / "lab.py", limit=["n9"])
+
+
+def test_slurm_is_off_by_default_with_documented_defaults():
+    slurm = NodeSpec.from_data(data(), host="rig7").slurm
+    assert (slurm.enabled, slurm.interval_s, slurm.node_state, slurm.program) == (
+        False,
+        300,
+        "ANY",
+        None,
+    )
+    assert slurm.conf_file == "/etc/slurm/slurm.conf.d/gpubox-health.conf"
+    assert slurm.timeout_s == 40
