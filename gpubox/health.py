@@ -140,8 +140,9 @@ def reason(problems: Sequence[Problem], notes: Sequence[str] = ()) -> str:
     """The drain reason Slurm shows: ``gpubox: CHECK TEXT``, the first problem that names a GPU
     first, then how many more and which, cut to :data:`MAX_REASON` characters.
 
-    ``notes`` are added after the first problem (the one place for notes such as "needs hardware
-    attention" when a GPU failed the same way at several boots).
+    ``notes`` go right after the first problem's check id, before its text, so the cut never
+    takes them (:func:`escalation_notes`: "needs hardware attention" when the GPU failed the same
+    way at several consecutive boots).
 
     >>> reason([Problem("test_gpu_count", "NVML shows 3 GPUs"), Problem("test_pcie[gpu1]", "x4")])
     'gpubox: test_pcie[gpu1] x4 (+1 more: test_gpu_count)'
@@ -150,15 +151,33 @@ def reason(problems: Sequence[Problem], notes: Sequence[str] = ()) -> str:
         raise ValueError("a drain reason needs at least one problem")
     ordered = sorted(problems, key=lambda p: not p.names_gpu)  # stable: the GPU's problem first
     first, rest = ordered[0], ordered[1:]
-    text = f"{PREFIX} {first.check} {first.text}"
-    for note in notes:
-        text += f"; {note}"
+    text = f"{PREFIX} {first.check} " + "".join(f"{note}: " for note in notes) + first.text
     if rest:
         more = f" (+{len(rest)} more: {', '.join(p.check for p in rest)})"
         if len(more) > 60:
             more = f" (+{len(rest)} more)"
         text = _cut(text, MAX_REASON - len(more)) + more
     return _cut(text, MAX_REASON)
+
+
+def escalation_notes(
+    problems: Sequence[Problem], escalated: Sequence[dict]
+) -> tuple[list[Problem], list[str]]:
+    """The problems with the escalated ones first, and the note for the first of them.
+
+    ``escalated`` is :func:`gpubox.history.escalations` of this node's boot records: a check on
+    a GPU that failed at several consecutive boots. Only a check failing now counts.
+
+    >>> p, notes = escalation_notes([Problem("test_xid[gpu2]", "XID 79")],
+    ...     [{"check": "test_xid[gpu2]", "boots": 3}])
+    >>> reason(p, notes)
+    'gpubox: test_xid[gpu2] NEEDS HARDWARE ATTENTION (3 boots in a row): XID 79'
+    """
+    boots = {e["check"]: e["boots"] for e in escalated}
+    ordered = sorted(problems, key=lambda p: p.check not in boots)
+    if not ordered or ordered[0].check not in boots:
+        return list(problems), []
+    return ordered, [f"NEEDS HARDWARE ATTENTION ({boots[ordered[0].check]} boots in a row)"]
 
 
 def _cut(text: str, limit: int) -> str:

@@ -134,6 +134,16 @@ def record_problems(spec, runs_dir: str, boot: str):
     return health.from_results(record.results, spec.host)
 
 
+def escalated(runs_dir: str) -> list[dict]:
+    """The boot records' escalations (gpubox.history); none when there are no records."""
+    from gpubox import history, records
+
+    try:
+        return history.escalations(records.list_records(runs_dir))
+    except (OSError, ValueError):
+        return []
+
+
 def node_name(given: str | None) -> str:
     return given or os.environ.get("SLURMD_NODENAME") or socket.gethostname().split(".")[0]
 
@@ -181,12 +191,13 @@ def run(args) -> int:
     if problems is None:
         source = "quick tier"
         problems = quick_problems(spec, args.spec, deadline)
+    problems, notes = health.escalation_notes(problems, escalated(spec.acceptance.runs_dir))
     text = scontrol(args, deadline, "show", "node", name)
     try:
         node = health.parse_node(text, name)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    action = health.decide(problems, node)
+    action = health.decide(problems, node, notes)
     if not args.dry_run:
         if action.kind == health.DRAIN:
             scontrol(args, deadline, "update", f"nodename={name}", "state=drain",

@@ -100,12 +100,34 @@ def test_reason_lists_the_other_checks_when_they_fit():
     )
 
 
-def test_reason_takes_notes_after_the_first_problem():
-    text = reason([GPU3_MISSING], notes=["needs hardware attention (3 boots)"])
-    assert text == (
-        "gpubox: test_gpu_present[gpu3] gpu3 (10:00.0): not found; needs hardware attention "
-        "(3 boots)"
+def test_reason_puts_notes_before_the_text_where_the_cut_cannot_take_them():
+    long = Problem("test_gpu_present[gpu3]", "gpu3 (10:00.0): not found " + "x" * 300)
+    text = reason([long], notes=["NEEDS HARDWARE ATTENTION (3 boots in a row)"])
+    assert text.startswith(
+        "gpubox: test_gpu_present[gpu3] NEEDS HARDWARE ATTENTION (3 boots in a row): gpu3 (10:00.0)"
     )
+    assert len(text) == health.MAX_REASON
+
+
+@pytest.mark.parametrize(
+    ("escalated", "expected"),
+    [
+        ([], "gpubox: test_gpu_present[gpu3] gpu3 (10:00.0): not found (+1 more: test_xid[gpu1])"),
+        (
+            [{"check": "test_xid[gpu1]", "boots": 4}],
+            "gpubox: test_xid[gpu1] NEEDS HARDWARE ATTENTION (4 boots in a row): XID 79 "
+            "(+1 more: test_gpu_present[gpu3])",
+        ),
+        (  # escalated at earlier boots, passing now: no note
+            [{"check": "test_pcie[gpu0]", "boots": 3}],
+            "gpubox: test_gpu_present[gpu3] gpu3 (10:00.0): not found (+1 more: test_xid[gpu1])",
+        ),
+    ],
+    ids=["none", "the-escalated-gpu-first", "only-what-fails-now"],
+)
+def test_escalation_leads_the_reason(escalated, expected):
+    problems = [GPU3_MISSING, Problem("test_xid[gpu1]", "XID 79")]
+    assert reason(*health.escalation_notes(problems, escalated)) == expected
 
 
 def test_reason_needs_a_problem():
@@ -370,3 +392,35 @@ def test_record_source_uses_this_boots_record(tmp_path, spec):
 def test_stand_in_is_valid_python():
     # The stand-in's own text, so a broken stand-in fails here and not as a confusing drain.
     compile(textwrap.dedent(STAND_IN.format(python=sys.executable)).split("\n", 1)[1], "s", "exec")
+
+
+def test_a_gpu_missing_at_three_boots_drains_as_needing_hardware_attention(
+    node_spec, slurm, snap, tmp_path
+):
+    """The node's boot records (acceptance.runs_dir) say gpu3 was missing at the last three
+    boots; it is missing now: the reason says to stop rebooting."""
+    from gpubox import records
+    from gpubox.spec import NodeSpec
+
+    spec_path, env = node_spec("fault-gpu-missing")
+    data = json.loads(spec_path.read_text())
+    runs = tmp_path / "runs"
+    data["acceptance"] = {**data.get("acceptance", {}), "runs_dir": str(runs)}
+    spec_path.write_text(json.dumps(data))
+    node = NodeSpec.from_data({k: v for k, v in data.items() if k != "host"}, host=HOST)
+    verdicts = judge.quick(node, snap("fault-gpu-missing"))
+    checks = [
+        {"id": f"checks/test_quick.py::test_{v.check}[{v.subject}]", "outcome": "failed",
+         "message": v.message}
+        for v in verdicts
+        if v.level == "fail"
+    ]  # fmt: skip
+    for n in range(3):
+        draft = records.Draft(runs, f"boot-{n}")
+        draft.results_json.write_text(json.dumps({"counts": {"failed": 1}, "checks": checks}))
+        draft.commit({"host": HOST, "seq": n + 1, "ok": False})
+    result = gpubox_health(spec_path, env, slurm)
+    assert result.returncode == 1, result.stderr
+    assert slurm.node["reason"].startswith(
+        "gpubox: test_gpu_present[gpu3] NEEDS HARDWARE ATTENTION (3 boots in a row): gpu3 (10:00.0)"
+    ), slurm.node["reason"]
