@@ -437,3 +437,16 @@ def test_slurm_is_off_by_default_with_documented_defaults():
     )
     assert slurm.conf_file == "/etc/slurm/slurm.conf.d/gpubox-health.conf"
     assert slurm.timeout_s == 40
+
+
+def test_the_readmes_several_nodes_inventory_is_valid(tmp_path):
+    """README's "Growing to several nodes" example loads as written: two hosts, one group, the
+    multi-node floor on the launching host, Slurm on both."""
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("# inventories/lab.py\n")
+    (tmp_path / "lab.py").write_text(readme[start : readme.index("```", start)])
+    found = {h.name: h.spec for h in load(tmp_path / "lab.py")}
+    assert sorted(found) == ["box1", "box2"]
+    assert [tuple(f.hosts) for f in found["box1"].floors.multinode] == [("box1", "box2")]
+    assert found["box1"].bench.mpirun.enabled and not found["box2"].floors.multinode
+    assert all(s.slurm.enabled and s.software.mpi for s in found.values())
