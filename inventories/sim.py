@@ -21,7 +21,8 @@ set them:
   ``gpu_burn`` (:meth:`gpubox.sim.cuda_repo.Server.env`). Unset, they use NVIDIA's repository.
 
 ``GPUBOX_SIM_SLURM``, a JSON object, is every node's ``slurm`` (the Slurm test turns the health
-check on with it).
+check on with it). ``GPUBOX_SIM_MPI=1`` sets every node's ``software.mpi`` (the multi-node test:
+the deploy installs Open MPI and builds nccl-tests with ``MPI=1``).
 """
 
 import json
@@ -73,6 +74,9 @@ if os.environ.get("GPUBOX_NCCL_TESTS_URL"):
             "sha256": os.environ["GPUBOX_NCCL_TESTS_SHA256"],
             "version": os.environ.get("GPUBOX_NCCL_TESTS_VERSION", "0.0.0-standin"),
         }
+if os.environ.get("GPUBOX_SIM_MPI") == "1":
+    for _sw in _software.values():
+        _sw["mpi"] = True
 if os.environ.get("GPUBOX_CUDA_REPO_SPEC"):
     _software["debian-12"].update(json.loads(os.environ["GPUBOX_CUDA_REPO_SPEC"]))
 

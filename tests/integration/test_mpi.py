@@ -1,7 +1,9 @@
 """Multi-node nccl-tests under real Open MPI ``mpirun`` across two simulated nodes.
 
-Both nodes run Debian 13 with its ``openmpi-bin`` (installed here as a user would; the host's
-Debian 12 Open MPI is another major version, so mpirun runs ON node 1). mpirun starts the ranks
+Both nodes are deployed with ``software.mpi: true`` (``GPUBOX_SIM_MPI=1``): the deploy installs
+Debian 13's Open MPI and builds nccl-tests (the stand-in release) with ``MPI=1``, linked to its
+libmpi (the host's Debian 12 Open MPI is another major version, so mpirun runs ON node 1); the
+module ends with a deploy without it, as the inventory has it. mpirun starts the ranks
 on node 1 itself and on node 2 over SSH: the nodes share the host's network namespace, so node
 1's ``/root/.ssh/config`` maps node 2's name to 127.0.0.1 and its sshd's port, with a key of
 node 1's root installed on node 2 and node 2's host key recorded. Every rank runs the replay
@@ -23,7 +25,7 @@ import pytest
 
 from gpubox import judge_bandwidth
 from gpubox.sim import target
-from gpubox.sim.testing import HEALTHY, ssh
+from gpubox.sim.testing import HEALTHY, deploy, ssh
 from gpubox.spec import NodeSpec
 
 pytestmark = pytest.mark.sim
@@ -66,15 +68,21 @@ def quiet_port():
 
 
 @pytest.fixture(scope="module")
-def mpi_cluster(cluster, quiet_port):
-    """The two deployed nodes, with Open MPI on both and node 1 reaching node 2 by SSH."""
-    first, second = cluster
-    for t in cluster:
-        ssh(
-            t,
-            "command -v mpirun >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y "
-            "-q --no-install-recommends openmpi-bin >/dev/null",
-        )
+def mpi_deployed(cluster, deploy_env):
+    """Both nodes deployed with ``software.mpi: true``; afterwards deployed as the inventory is."""
+    result = deploy({**deploy_env, "GPUBOX_SIM_MPI": "1"})
+    assert result.returncode == 0, (
+        f"deploy with software.mpi failed:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}"
+    )
+    yield cluster
+    back = deploy(deploy_env)
+    assert back.returncode == 0, f"deploy without software.mpi failed:\n{back.stdout[-4000:]}"
+
+
+@pytest.fixture(scope="module")
+def mpi_cluster(mpi_deployed, quiet_port):
+    """The two nodes with Open MPI from the deploy, node 1 reaching node 2 by SSH."""
+    first, second = mpi_deployed
     pub = ssh(
         first,
         "test -f /root/.ssh/id_ed25519 || ssh-keygen -q -t ed25519 -N '' -f /root/.ssh/id_ed25519;"
@@ -129,6 +137,17 @@ def judged(first, data: dict, result):
     doc = json.loads(result.stdout)
     spec = NodeSpec.from_data({k: v for k, v in data.items() if k != "host"}, host=first.name)
     return doc, judge_bandwidth.multinode(spec, doc, spec.floors.multinode[0])
+
+
+def test_the_deploy_installs_open_mpi_and_builds_nccl_tests_with_it(mpi_deployed):
+    for t in mpi_deployed:
+        assert ssh(t, "command -v mpirun").stdout.strip() == "/usr/bin/mpirun"
+        stamp = json.loads(ssh(t, "cat /opt/gpubox/nccl-tests/current/.gpubox-build.json").stdout)
+        assert "MPI=1" in json.dumps(stamp), stamp
+        binary = "/opt/gpubox/nccl-tests/current/all_reduce_perf"
+        assert "libmpi.so" in ssh(t, f"ldd {binary}").stdout
+        out = ssh(t, binary, check=False).stdout  # no GPU: it stops at CUDA, after the header
+        assert "# built with MPI: Open MPI v" in out, out
 
 
 def test_the_command_line_runs_one_rank_per_gpu_on_both_nodes(mpi_cluster):
