@@ -100,6 +100,8 @@ def cluster(node, _second_node):
     while a module that asks for the cluster does: it is stopped (kept, deployed) after each, and
     the single-node tests that follow see one node, as they expect.
     """
-    second = target.up(_second_node.name)
+    second = target.get_target(_second_node.name)
+    if not second.running:  # stopped by the module before
+        second = target.up(second.name)
     yield [node, second]
     target.down(second.name)
