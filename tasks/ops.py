@@ -189,7 +189,9 @@ def apt_pinned(packages: dict[str, str], hold: bool = True, align: dict[str, str
     if wrong:
         yield f"{APT_INSTALL} " + " ".join(shlex.quote(w) for w in dict.fromkeys(wrong))
     if hold:
-        if interrupted:
+        if interrupted or wrong:
+            # Read again after an install: `apt-get install NAME=VERSION` of a held package
+            # (--allow-change-held-packages) sets its selection back to "install", i.e. unholds it.
             held = host.get_fact(HeldPackages)
         unheld = sorted(set(packages) - held)
         if unheld:
