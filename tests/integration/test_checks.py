@@ -67,8 +67,11 @@ def test_every_fault_scenario_is_covered():
     # fault-bw-* change only recorded benchmark output: tests/integration/test_bandwidth.py
     names = scenario.names()
     # fault-burn-* change only GPUs' burn timelines: tests/integration/test_stress.py
+    # fault-mpi-* change only recorded mpirun output: tests/integration/test_mpi.py
     assert set(FAULTS) == {
-        n for n in names if n.startswith("fault-") and "fault-bw-" not in n and "-burn-" not in n
+        n
+        for n in names
+        if n.startswith("fault-") and not any(k in n for k in ("fault-bw-", "-burn-", "-mpi-"))
     }
 
 
