@@ -51,7 +51,6 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,6 +107,8 @@ class Node:
     _unreachable: NodeError | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _ahead: dict = field(default_factory=dict, repr=False)  # command -> result fetched ahead
+    _early: dict = field(default_factory=dict, repr=False)  # command -> _Early, started ahead
+    _batch: Any = field(default=None, repr=False)  # the quick tier's (script, parse), built once
 
     @property
     def host(self):
@@ -125,12 +126,19 @@ class Node:
         if ahead is not None:
             return ahead
         try:
-            return self.conn.run(command, timeout or self.timeout, progress, self.progress_every)
+            return self._call(command, timeout or self.timeout, progress)
         except remote.CommandTimeout as exc:
             raise NodeError(str(exc)) from None
         except remote.RemoteError as exc:
             self._unreachable = NodeError(str(exc))
             raise self._unreachable from None
+
+    def _call(self, command: str, timeout: float, progress=None):
+        """``conn.run``, or the outcome of the same command started ahead (:meth:`start_snapshot`)."""
+        early = self._early.pop(command, None)
+        if early is not None:
+            return early.outcome()
+        return self.conn.run(command, timeout, progress, self.progress_every)
 
     def ensure_reachable(self) -> None:
         """Raise the reason this node cannot be reached, trying once if nothing was run yet."""
@@ -147,7 +155,8 @@ class Node:
         if ahead is not None:
             return file_text(self.name, path, ahead)
         try:
-            return read_file(self.conn, path, timeout or self.timeout)
+            result = self._call(read_file_command(path), timeout or self.timeout)
+            return file_text(self.conn.name, path, result)
         except remote.CommandTimeout as exc:
             raise NodeError(str(exc)) from None
         except NodeError:
@@ -246,8 +255,42 @@ class Node:
 
     def _take_snapshot(self) -> dict:
         if self.remote:
-            self._fetch_ahead(self.gpubox_command("probe --json", self.timeout))
+            self._fetch_ahead()
         return self._run_json("probe --json", "probe it", self.timeout)
+
+    def _snapshot_call(self) -> tuple[str, float]:
+        """The command that takes the snapshot, and its timeout: over SSH the quick tier's batch
+        (:meth:`_fetch_ahead`), here the probe itself."""
+        probe = self.gpubox_command("probe --json", self.timeout)
+        if not self.remote:
+            return probe, self.timeout
+        if self._batch is None:
+            python = f"{self.spec.software.install_dir}/venv/bin/python"
+            self._batch = batch_script(probe, self.quick_commands(), python)
+        return self._batch[0], self.timeout + AHEAD_LIMIT_S * 4
+
+    def start_snapshot(self) -> None:
+        """Start the snapshot's command in the background, so that its SSH round trip (or the
+        probe here) runs while pytest collects; here the quick tier's other commands too
+        (:meth:`quick_commands`, each in a thread of its own: over SSH the batch has them).
+        Nothing is kept from them until a check runs the same command (:meth:`run`,
+        :meth:`read_file`, :attr:`snapshot`), which then waits for it and takes its outcome as
+        its own."""
+        if self._early or "snapshot" in self._docs or self._unreachable is not None:
+            return
+        command, timeout = self._snapshot_call()
+        self._early[command] = _Early(self.conn.run, command, timeout, None, self.progress_every)
+        if not self.remote:
+            for command in self.quick_commands():
+                self._early[command] = _Early(
+                    self.conn.run, command, self.timeout, None, self.progress_every
+                )
+
+    def finish_early(self) -> None:
+        """Wait for a command started ahead that no check asked for (none is left running)."""
+        for early in self._early.values():
+            early.wait()
+        self._early.clear()
 
     # ---- one round trip for the quick tier ----------------------------------------------------
 
@@ -260,20 +303,19 @@ class Node:
             read_file_command(MANIFEST),
         ]
 
-    def _fetch_ahead(self, probe: str) -> None:
-        """Run ``probe`` and :meth:`quick_commands` (and the manifest's ``dpkg-query``) on the
+    def _fetch_ahead(self) -> None:
+        """Run the probe and :meth:`quick_commands` (and the manifest's ``dpkg-query``) on the
         node in one SSH round trip, keeping each result for the first :meth:`run` of the same
         command. Over SSH each command is a connection (~100 ms); the quick tier needs five.
 
         A failure to reach the node is this node's failure, as the probe's would be; a batch that
         times out says so about the probe (the other commands are bounded on the node).
         """
-        python = f"{self.spec.software.install_dir}/venv/bin/python"
-        script, parse = batch_script(probe, self.quick_commands(), python)
+        script, timeout = self._snapshot_call()
+        parse = self._batch[1]
+        probe = self.gpubox_command("probe --json", self.timeout)
         try:
-            result = self.conn.run(
-                script, self.timeout + AHEAD_LIMIT_S * 4, None, self.progress_every
-            )
+            result = self._call(script, timeout)
         except remote.CommandTimeout:
             raise NodeError(
                 f"{self.name}: `{remote._short(probe)}` ran past its timeout "
@@ -397,6 +439,31 @@ class Node:
                 f"(about {stress.duration_s + 20} s with start-up and stop)"
             ),
         )
+
+
+class _Early:
+    """A call started in a thread of its own; :meth:`outcome` waits for it, then returns what it
+    returned or raises what it raised."""
+
+    def __init__(self, call: Callable, *args):
+        self._box: dict = {}
+        self._thread = threading.Thread(target=self._work, args=(call, args), daemon=True)
+        self._thread.start()
+
+    def _work(self, call: Callable, args: tuple) -> None:
+        try:
+            self._box["result"] = call(*args)
+        except BaseException as exc:  # given to whoever asks, as if the call were theirs
+            self._box["error"] = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def outcome(self):
+        self.wait()
+        if "error" in self._box:
+            raise self._box["error"]
+        return self._box["result"]
 
 
 # ---- nodes ------------------------------------------------------------------------------------
@@ -615,6 +682,33 @@ def pytest_configure(config):
     _nodes(config, usage=True)  # once, now: a bad inventory is one line, before collection
     if not worker:  # results are gathered on the controller only
         config.pluginmanager.register(Results(config), "gpubox-results")
+    if _snapshot_first(config):
+        for node in config._gpubox_nodes:
+            node.start_snapshot()
+
+
+def _snapshot_first(config) -> bool:
+    """Whether the run's first check asks for the snapshot, so that it can be started now: the
+    quick tier in this process (``-m`` empty or ``quick``, no ``-k``, no long tier asked for, not
+    ``--collect-only``, not spread over xdist workers), up to 16 nodes (as the pre-probe's pool).
+    """
+    option = config.option
+    if (
+        hasattr(config, "workerinput")
+        or option.collectonly
+        or getattr(option, "numprocesses", None)
+        or getattr(option, "dist", "no") != "no"
+        or getattr(option, "keyword", "")
+        or (option.markexpr or "").strip() not in ("", "quick")
+        or any(asked_for(config, tier) for tier in OPT_IN)
+    ):
+        return False
+    return 0 < len(config._gpubox_nodes or []) <= 16
+
+
+def pytest_unconfigure(config):
+    for node in getattr(config, "_gpubox_nodes", None) or []:
+        node.finish_early()
 
 
 def _refuse_mixed_options(config) -> None:
@@ -793,6 +887,8 @@ def pytest_runtestloop(session):
     def probe(node):
         with contextlib.suppress(NodeError):  # kept on the node; its tests report it
             _ = node.snapshot
+
+    from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=min(16, len(nodes))) as pool:
         list(pool.map(probe, nodes))
