@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 
 from gpubox.sim import target
 from gpubox.sim.standin import Server
-from gpubox.sim.testing import BIN, ROOT, STANDIN_PORT, changed_ops, deploy
+from gpubox.sim.testing import STANDIN_PORT, changed_ops, deploy, run_checks
 
 PREFIX = "fleet"
 
@@ -44,23 +43,11 @@ def _say(text: str) -> None:
     print(f"[fleet] {text}", file=sys.stderr, flush=True)
 
 
-def _quick(env, extra=()) -> subprocess.CompletedProcess:
+def _quick(env, extra=()) -> int:
+    """The quick tier over SSH as a user runs it (gpubox.sim.testing.run_checks); exit status."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [
-            str(BIN / "pytest"),
-            "checks/",
-            "-m",
-            "quick",
-            "--inventory",
-            "inventories/sim.py",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "--results-json",
-            str(Path(tmp) / "r.json"),
-            *extra,
-        ]
-        return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        rc, _ = run_checks(env, *extra, results=Path(tmp) / "r.json")
+        return rc
 
 
 def _measure(names: list[str], env: dict, repeat: int) -> dict[str, float]:
@@ -82,8 +69,8 @@ def _measure(names: list[str], env: dict, repeat: int) -> dict[str, float]:
         if again.returncode != 0 or changed_ops(again):
             raise SystemExit(f"no-op re-run changed {changed_ops(again)} or failed")
         s2, quick = _timed(lambda: _quick(env))
-        if quick.returncode != 0:
-            raise SystemExit(f"quick tier failed:\n{quick.stdout[-3000:]}")
+        if quick != 0:
+            raise SystemExit(f"quick tier failed (exit {quick})")
         s3, _ = _timed(lambda: _quick(env, ("-n", str(len(names)), "--dist", "loadgroup")))
         if n:
             noops.append(s)
